@@ -1,0 +1,169 @@
+"""The grammar IR every front end (Lark, JSON Schema, regex) compiles to.
+
+A `Grammar` is a plain context-free grammar in BNF whose terminals are regular languages, each held
+as a byte-level DFA. Its language is the scannerless one: a sentence is any byte string obtained by
+replacing every terminal of a derivation with a string of that terminal's language, with `%ignore`
+terminals allowed between any two terminals and at both ends. Lexing is therefore not greedy and
+terminal priorities play no role (the same language lark's Earley parser recognises with
+``lexer="dynamic_complete"``), which is what makes token masks exact for any tokenization.
+
+Construction validates the grammar: every symbol is defined, the start rule exists, unproductive
+rules are pruned, and an empty language is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gad.errors import EmptyLanguageError, GrammarError, UndefinedRuleError
+from gad.grammar.regex import ByteDFA, compile_regex
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A named regular language over bytes."""
+
+    name: str
+    regex: str
+    dfa: ByteDFA = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``lhs -> rhs``; each rhs symbol names a rule (nonterminal) or a terminal of the grammar."""
+
+    lhs: str
+    rhs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """Where a grammar came from, so errors can point at a line and column."""
+
+    name: str
+    text: str
+
+    def locate(self, needle: str) -> tuple[int | None, int | None]:
+        """1-based (line, column) of the first occurrence of ``needle`` used as a symbol."""
+        match = re.search(r"(?<![\w$])" + re.escape(needle) + r"(?![\w$])", self.text)
+        if match is None:
+            match = re.search(re.escape(needle), self.text)
+        if match is None:
+            return None, None
+        line = self.text.count("\n", 0, match.start()) + 1
+        column = match.start() - (self.text.rfind("\n", 0, match.start()) + 1) + 1
+        return line, column
+
+    def error(self, cls: type[GrammarError], message: str, needle: str | None = None) -> GrammarError:
+        line, column = self.locate(needle) if needle else (None, None)
+        return cls(message, source=self.name, line=line, column=column, text=self.text)
+
+
+class Grammar:
+    """A validated context-free grammar with regular terminals (see the module docstring)."""
+
+    def __init__(
+        self,
+        rules: list[Rule] | tuple[Rule, ...],
+        terminals: dict[str, Terminal],
+        start: str = "start",
+        ignore: tuple[str, ...] = (),
+        source: SourceText | None = None,
+    ) -> None:
+        self.source = source or SourceText("<grammar>", "")
+        self.start = start
+        self.terminals = dict(terminals)
+        self.ignore = tuple(ignore)
+        self._check_defined(rules)
+        self.rules = self._productive_reachable(tuple(rules))
+
+    # -- front ends -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_lark(cls, text: str, start: str = "start", *, source: str = "<grammar>") -> Grammar:
+        """Load Lark EBNF text (rules, terminals, `?rule`, templates, `%import common.X`, `%ignore`)."""
+        from gad.grammar.lark_loader import load_lark
+
+        return load_lark(text, start=start, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path, start: str = "start") -> Grammar:
+        """Load a ``.lark`` file; `%import` of sibling files resolves relative to it."""
+        from gad.grammar.lark_loader import load_lark
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GrammarError(f"cannot read grammar file: {exc.strerror}", source=str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise GrammarError(f"grammar file is not UTF-8 ({exc.reason})", source=str(path)) from None
+        return load_lark(text, start=start, source=str(path), import_paths=[str(path.parent)])
+
+    @classmethod
+    def from_regex(cls, pattern: str) -> Grammar:
+        """A grammar whose language is the regular language of ``pattern`` (Python `re` syntax)."""
+        source = SourceText("<regex>", pattern)
+        terminal = Terminal("REGEX", pattern, compile_regex(pattern, name="REGEX"))
+        return cls([Rule("start", ("REGEX",))], {"REGEX": terminal}, source=source)
+
+    # -- validation -------------------------------------------------------------------------------
+
+    @property
+    def nonterminals(self) -> set[str]:
+        return {rule.lhs for rule in self.rules}
+
+    def _check_defined(self, rules: tuple[Rule, ...] | list[Rule]) -> None:
+        defined = {rule.lhs for rule in rules}
+        if self.start not in defined:
+            raise self.source.error(UndefinedRuleError, f"start rule {self.start!r} is not defined")
+        for rule in rules:
+            for symbol in rule.rhs:
+                if symbol not in defined and symbol not in self.terminals:
+                    raise self.source.error(
+                        UndefinedRuleError,
+                        f"symbol {symbol!r} is used in rule {rule.lhs!r} but never defined",
+                        symbol,
+                    )
+        for name in self.ignore:
+            if name not in self.terminals:
+                raise self.source.error(UndefinedRuleError, f"%ignore names undefined terminal {name!r}", name)
+
+    def _productive_reachable(self, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        """Drop rules that derive no string or cannot be reached; masks stay exact only without them."""
+        productive: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for rule in rules:
+                if rule.lhs not in productive and all(
+                    s in productive or s in self.terminals for s in rule.rhs
+                ):
+                    productive.add(rule.lhs)
+                    changed = True
+        if self.start not in productive:
+            raise self.source.error(
+                EmptyLanguageError,
+                f"the grammar accepts no string: rule {self.start!r} never derives a finite sentence",
+                self.start,
+            )
+        kept = [r for r in rules if all(s in productive or s in self.terminals for s in r.rhs)]
+        reachable = {self.start}
+        frontier = [self.start]
+        while frontier:
+            lhs = frontier.pop()
+            for rule in kept:
+                if rule.lhs == lhs:
+                    for symbol in rule.rhs:
+                        if symbol not in reachable and symbol not in self.terminals:
+                            reachable.add(symbol)
+                            frontier.append(symbol)
+        return tuple(r for r in kept if r.lhs in reachable)
+
+    def __repr__(self) -> str:
+        return (
+            f"Grammar(start={self.start!r}, rules={len(self.rules)}, "
+            f"terminals={len(self.terminals)}, ignore={list(self.ignore)})"
+        )

@@ -1,0 +1,243 @@
+"""Incremental, persistent Earley recogniser over bytes, for any context-free grammar.
+
+The grammar's terminals are byte DFAs; the parser is scannerless: at every byte position where a
+terminal may start, each expected terminal begins its own DFA run ("lexeme"), and whenever a run
+reaches an accepting DFA state the terminal is scanned into a new Earley set at that byte. So a
+lexeme is never cut greedily; every split of the bytes into terminals is tried, and the language
+recognised is exactly the grammar's (see `gad.grammar.ir`).
+
+Persistence is what makes `fork` and `rollback` free: Earley sets are immutable once built and
+items point at their origin *set object* (not an index), so a `ParserState` is just a tuple of live
+lexemes plus the set at its position; advancing a byte builds new objects and never touches old
+ones. Ambiguous, left-recursive and empty rules are handled by the standard agenda closure with
+Aycock & Horspool's nullable fix (an item predicting a nullable nonterminal also steps over it);
+nothing recurses in Python, so nesting depth is unbounded.
+
+`%ignore` terminals are transparent: an ignore lexeme started at set S that completes yields S's
+items again at the new position.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from gad.grammar.ir import Grammar
+
+# An Earley item is a tuple (rule index, dot position, origin EarleySet).
+Item = tuple
+
+
+class EarleyTables:
+    """Integer tables for one grammar: rules, nullable set, terminal DFAs (built once, shared)."""
+
+    def __init__(self, grammar: Grammar) -> None:
+        self.grammar = grammar
+        used_terminals = sorted({s for r in grammar.rules for s in r.rhs if s in grammar.terminals})
+        nonterminals = sorted(grammar.nonterminals)
+        self.nonterminal_names = ["$accept"] + nonterminals
+        nt_index = {name: i for i, name in enumerate(self.nonterminal_names)}
+        # Terminal ids: grammar terminals first, then one id per %ignore terminal (an ignore
+        # terminal that also appears in rules gets two ids: its two roles behave differently).
+        self.terminal_names = used_terminals + [name for name in grammar.ignore]
+        self.num_scan_terminals = len(used_terminals)
+        t_index = {name: i for i, name in enumerate(used_terminals)}
+        self.ignore_ids = tuple(range(len(used_terminals), len(self.terminal_names)))
+        dfas = [grammar.terminals[name].dfa for name in self.terminal_names]
+        self.dfa_tables = [dfa.table for dfa in dfas]
+        self.dfa_initial = [dfa.initial for dfa in dfas]
+        self.dfa_accepting = [
+            [q in dfa.accepting for q in range(len(dfa.table))] for dfa in dfas
+        ]
+        # A state with no live successor cannot extend the lexeme: drop it after scanning.
+        self.dfa_continues = [
+            [any(nxt >= 0 for nxt in row) for row in dfa.table] for dfa in dfas
+        ]
+
+        # Rule 0 is the augmented start rule $accept -> start.
+        self.rule_lhs = [0]
+        self.rule_rhs: list[tuple[int, ...]] = [(nt_index[grammar.start],)]
+        for rule in grammar.rules:
+            self.rule_lhs.append(nt_index[rule.lhs])
+            # Nonterminal n is encoded as n >= 0, terminal t as ~t < 0.
+            self.rule_rhs.append(
+                tuple(nt_index[s] if s in nt_index else ~t_index[s] for s in rule.rhs)
+            )
+        self.rules_of: list[list[int]] = [[] for _ in self.nonterminal_names]
+        for index, lhs in enumerate(self.rule_lhs):
+            self.rules_of[lhs].append(index)
+        # next_symbol[r][d]: the symbol after the dot, or None for a completed item.
+        self.next_symbol = [list(rhs) + [None] for rhs in self.rule_rhs]
+        self.nullable = self._nullable()
+
+    def _nullable(self) -> frozenset[int]:
+        nullable: set[int] = set()
+        changed = True
+        while changed:
+            changed = False
+            for lhs, rhs in zip(self.rule_lhs, self.rule_rhs):
+                if lhs not in nullable and all(s >= 0 and s in nullable for s in rhs):
+                    nullable.add(lhs)
+                    changed = True
+        return frozenset(nullable)
+
+
+class EarleySet:
+    """The closed set of Earley items at one terminal boundary. Immutable after construction."""
+
+    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "goto", "__weakref__")
+
+    def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet]) -> None:
+        items: set[Item] = set()
+        waiting: dict[int, list[Item]] = {}
+        scan: dict[int, list[Item]] = {}
+        agenda: list[Item] = []
+        for item in kernel:
+            if item not in items:
+                items.add(item)
+                agenda.append(item)
+        for other in copied:
+            for item in other.items:
+                if item not in items:
+                    items.add(item)
+                    agenda.append(item)
+        next_symbol, rule_lhs, rules_of, nullable = (
+            tables.next_symbol, tables.rule_lhs, tables.rules_of, tables.nullable
+        )
+        while agenda:
+            item = agenda.pop()
+            rule, dot, origin = item
+            symbol = next_symbol[rule][dot]
+            if symbol is None:  # complete: advance the items in the origin set waiting for lhs
+                parents = (waiting if origin is None else origin.waiting).get(rule_lhs[rule], ())
+                for p_rule, p_dot, p_origin in parents:
+                    new = (p_rule, p_dot + 1, p_origin)
+                    if new not in items:
+                        items.add(new)
+                        agenda.append(new)
+            elif symbol >= 0:  # predict
+                if symbol not in waiting:
+                    waiting[symbol] = []
+                    for r in rules_of[symbol]:
+                        new = (r, 0, None)
+                        if new not in items:
+                            items.add(new)
+                            agenda.append(new)
+                waiting[symbol].append(item)
+                if symbol in nullable:  # Aycock & Horspool: step over a nullable nonterminal now
+                    new = (rule, dot + 1, origin)
+                    if new not in items:
+                        items.add(new)
+                        agenda.append(new)
+            else:
+                scan.setdefault(~symbol, []).append(item)
+        self.items = frozenset(items)
+        self.waiting = waiting
+        self.scan = scan
+        # Items predicted here carry origin None (= this set) while the set is being built;
+        # `EarleyParser._make_set` resolves None to the finished set.
+        self.accepting = False
+        # Sets reached by scanning terminals from here; weak, so explored-but-dropped states
+        # (a mask's trie walk builds thousands) do not stay alive through the root set.
+        self.goto: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.starts: tuple = ()
+
+
+class ParserState:
+    """An immutable parser configuration at one byte position.
+
+    ``lexemes`` holds the live terminal runs as (terminal id, origin set, DFA state); ``earley_set``
+    is the Earley set at this position when a terminal boundary lies here, else None.
+    """
+
+    __slots__ = ("lexemes", "earley_set")
+
+    def __init__(self, lexemes: tuple, earley_set: EarleySet | None) -> None:
+        self.lexemes = lexemes
+        self.earley_set = earley_set
+
+
+class EarleyParser:
+    """Runs `EarleyTables` over bytes: ``advance(state, byte) -> ParserState | None``."""
+
+    def __init__(self, tables: EarleyTables) -> None:
+        self.tables = tables
+        self.root = self._make_set([(0, 0, None)], [], root=None)
+        self.initial = ParserState(self.root.starts, self.root)
+
+    def _make_set(self, kernel: list[Item], copied: list[EarleySet], root: EarleySet | None) -> EarleySet:
+        earley_set = EarleySet(self.tables, kernel, copied)
+        if root is None:
+            root = earley_set
+        # Resolve the "this set" placeholder (origin None) now that the object exists.
+        earley_set.items = frozenset(
+            (r, d, earley_set if o is None else o) for r, d, o in earley_set.items
+        )
+        for key, items in earley_set.waiting.items():
+            earley_set.waiting[key] = [(r, d, earley_set if o is None else o) for r, d, o in items]
+        for key, items in earley_set.scan.items():
+            earley_set.scan[key] = [(r, d, earley_set if o is None else o) for r, d, o in items]
+        earley_set.accepting = (0, 1, root) in earley_set.items
+        tables = self.tables
+        lexeme_terminals = list(earley_set.scan) + list(tables.ignore_ids)
+        earley_set.starts = tuple((t, earley_set, tables.dfa_initial[t]) for t in lexeme_terminals)
+        return earley_set
+
+    def is_accepting(self, state: ParserState) -> bool:
+        """True when the bytes so far form a complete sentence."""
+        return state.earley_set is not None and state.earley_set.accepting
+
+    def advance(self, state: ParserState, byte: int) -> ParserState | None:
+        """The state after one more byte, or None when no sentence has the bytes so far as prefix."""
+        tables = self.tables
+        dfa_tables, dfa_accepting, dfa_continues = tables.dfa_tables, tables.dfa_accepting, tables.dfa_continues
+        kept = []
+        completed = []
+        for lexeme in state.lexemes:
+            terminal, origin, dfa_state = lexeme
+            nxt = dfa_tables[terminal][dfa_state][byte]
+            if nxt < 0:
+                continue
+            if dfa_continues[terminal][nxt]:
+                kept.append((terminal, origin, nxt))
+            if dfa_accepting[terminal][nxt]:
+                completed.append((terminal, origin))
+        if not completed:
+            return ParserState(tuple(kept), None) if kept else None
+        new_set = self._scan(completed)
+        if not kept and not new_set.starts and not new_set.accepting:
+            return None
+        return ParserState(tuple(kept) + new_set.starts, new_set)
+
+    def _scan(self, completed: list[tuple[int, EarleySet]]) -> EarleySet:
+        """The Earley set reached when the terminals in ``completed`` end at the same byte."""
+        first_origin = completed[0][1]
+        if all(origin is first_origin for _, origin in completed):
+            key = tuple(sorted({terminal for terminal, _ in completed}))
+            cached = first_origin.goto.get(key)
+            if cached is not None:
+                return cached
+        else:
+            key = None
+        ignore_ids = self.tables.ignore_ids
+        kernel: list[Item] = []
+        copied: list[EarleySet] = []
+        for terminal, origin in completed:
+            if terminal in ignore_ids:
+                copied.append(origin)
+            else:
+                kernel.extend((r, d + 1, o) for r, d, o in origin.scan[terminal])
+        if not kernel and len(copied) == 1:
+            result = copied[0]  # only whitespace was read: the configuration is unchanged
+        else:
+            result = self._make_set(kernel, copied, self.root)
+        if key is not None:
+            first_origin.goto[key] = result
+        return result
+
+    def advance_bytes(self, state: ParserState, data: bytes) -> ParserState | None:
+        """Advance over ``data``; None as soon as a byte is rejected."""
+        for byte in data:
+            state = self.advance(state, byte)
+            if state is None:
+                return None
+        return state

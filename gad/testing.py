@@ -1,0 +1,66 @@
+"""A contract checker for token masks, shipped so users can check their own grammars too.
+
+The oracle is deliberately naive: for every token it forks the matcher and feeds that token alone
+(`accept_token`), with no vocabulary trie, caching or precomputation involved. A mask optimisation
+that changes any answer shows up as a disagreement here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gad.matcher import GrammarMatcher
+
+
+def brute_force_allowed(matcher: GrammarMatcher) -> np.ndarray:
+    """``bool[vocab_size]``: token t is set iff a fork of ``matcher`` accepts t. State unchanged."""
+    vocab_size = matcher.compiled.vocab_size
+    allowed = np.zeros(vocab_size, dtype=np.bool_)
+    for token_id in range(vocab_size):
+        allowed[token_id] = matcher.fork().accept_token(token_id)
+    return allowed
+
+
+@dataclass(frozen=True)
+class MaskDisagreement:
+    """One prefix at which `next_token_mask()` and the brute-force oracle differ."""
+
+    prefix: bytes
+    wrongly_allowed: list[int]
+    wrongly_rejected: list[int]
+
+    def __str__(self) -> str:
+        return (
+            f"after {self.prefix!r}: mask allows {self.wrongly_allowed[:10]} that the oracle rejects, "
+            f"rejects {self.wrongly_rejected[:10]} that the oracle allows"
+        )
+
+
+def check_masks(matcher: GrammarMatcher, token_ids: Iterable[int]) -> list[MaskDisagreement]:
+    """Walk ``token_ids`` from ``matcher``'s state, comparing mask and oracle before every token.
+
+    Returns the disagreements (empty when the masks are exact); stops at the first token the
+    matcher rejects. ``matcher`` itself is not changed.
+    """
+    walker = matcher.fork()
+    info = matcher.compiled.tokenizer_info
+    prefix = b""
+    problems = []
+    for token_id in [*token_ids, None]:
+        mask = walker.next_token_mask().numpy()
+        oracle = brute_force_allowed(walker)
+        if not np.array_equal(mask, oracle):
+            problems.append(
+                MaskDisagreement(
+                    prefix,
+                    np.flatnonzero(mask & ~oracle).tolist(),
+                    np.flatnonzero(oracle & ~mask).tolist(),
+                )
+            )
+        if token_id is None or not walker.accept_token(token_id):
+            break
+        prefix += info.token_bytes[token_id]
+    return problems

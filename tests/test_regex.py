@@ -1,0 +1,524 @@
+"""`gad.grammar.regex`: byte-level DFAs checked against independent oracles.
+
+Oracles: Python's `re` (full matches, and membership of single characters), the `regex` module's
+partial matching (prefix viability), exhaustive enumeration of small languages, and UTF-8 itself
+(`bytes.decode`). The DFA under test is never its own oracle.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import random
+import re
+import sys
+from collections import deque
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gad.errors import ConfigurationError, EmptyLanguageError, GadError, GrammarError, UnsupportedGrammarError
+from gad.grammar.regex import DEAD, ByteDFA, compile_literal, compile_regex
+
+FLAG_BITS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X, "u": re.U, "a": re.A}
+
+JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+
+LARK_COMMON = [
+    "ESCAPED_STRING", "SIGNED_NUMBER", "NUMBER", "INT", "DECIMAL", "FLOAT", "WS", "WS_INLINE",
+    "CNAME", "WORD", "NEWLINE", "SH_COMMENT", "CPP_COMMENT", "C_COMMENT", "HEXDIGIT", "LETTER",
+]  # fmt: skip
+
+
+def _lark_common_regexes() -> dict[str, str]:
+    from lark.load_grammar import load_grammar
+
+    text = f"%import common ({', '.join(LARK_COMMON)})\nstart: {' '.join(LARK_COMMON)}\n"
+    grammar, _ = load_grammar(text, "<test>", [], False)
+    terminals, _, _ = grammar.compile(["start"], set())
+    return {t.name: t.pattern.to_regexp() for t in terminals}
+
+
+LARK = _lark_common_regexes()
+
+# (pattern, flags): the table every property below runs over.
+pattern__flags = [
+    pytest.param(p, f, id=i)
+    for i, p, f in [
+        ("literal", "abc", ""),
+        ("literal-alternatives", "a|ab|abc", ""),
+        ("empty-string", "", ""),
+        ("class", "[a-z]+", ""),
+        ("negated-one", "[^a]", ""),
+        ("negated-star", "[^a]*", ""),
+        ("json-unescaped", r'[^"\\\x00-\x1f]*', ""),
+        ("dot", ".", ""),
+        ("dot-star", ".*", ""),
+        ("dotall-star", ".*", "s"),
+        ("dot-middle", "a.c", ""),
+        ("repeat-range", "a{2,3}", ""),
+        ("repeat-group", "(?:ab){1,3}c?", ""),
+        ("repeat-exact", "x{0,2}y{3}", ""),
+        ("star-plus", "(?:a|bc)*d+", ""),
+        ("alternation", "cat|dog|(?:bird)+", ""),
+        ("lazy", "a*?b+?", ""),
+        ("e-acute", "é", ""),
+        ("cjk", "中文|日本", ""),
+        ("emoji", "🎉+", ""),
+        ("mixed-class", "[é中🎉]{1,3}", ""),
+        ("cafe", "caf[eé]", ""),
+        ("range-2-3", "[\\x7f-\\u0800]", ""),
+        ("range-2-3-star", "[\\x7f-\\u0800]*", ""),
+        ("range-2-4", "[\\u00e9-\\U0001F600]", ""),
+        ("ranges-at-boundaries", "[\\u07ff-\\u0801\\uffff-\\U00010001\\U0010fffe-\\U0010ffff]*", ""),
+        ("negated-high", "[^\\u0080-\\U0010fffe]+", ""),
+        ("ignorecase-inline", "(?i:abc)", ""),
+        ("ignorecase-flag", "abc", "i"),
+        ("ignorecase-class", "(?i:[a-k]+)", ""),
+        ("ignorecase-negated", "(?i:[^k])", ""),
+        ("ignorecase-sharp-s", "(?i:straße)", ""),
+        ("digits", r"\d+", ""),
+        ("word", r"\w+", ""),
+        ("space", r"\s", ""),
+        ("not-word-or-digit", r"[\W\d]+", ""),
+        ("ascii-word", r"\w+", "a"),
+        ("verbose", "a b  # comment\n c", "x"),
+        ("dotall-flag", "a.b", "s"),
+        ("anchors", "^ab$", ""),
+        ("dollar-newline", "a$\n?", ""),
+        ("multiline", "(?m:a$\\n^b)", ""),
+        ("neg-lookahead", "(?!ab)[a-c]{2}", ""),
+        ("lookahead", r"a(?=b)\w", ""),
+        ("lookbehind", r"\d+(?<!0)", ""),
+        ("json-string", JSON_STRING, ""),
+        ("json-number", JSON_NUMBER, ""),
+    ]
+] + [pytest.param(regex, "", id=f"lark-{name}") for name, regex in sorted(LARK.items())]
+
+# Patterns whose prefix viability the `regex` module's partial matching decides exactly like `re`
+# would (no Unicode categories or case folding, where the two libraries' tables may differ).
+PARTIAL_ORACLE_SAFE = {"literal", "literal-alternatives", "class", "negated-star", "json-unescaped",
+                       "dot-star", "repeat-range", "repeat-group", "star-plus", "alternation", "cjk",
+                       "emoji", "mixed-class", "range-2-3-star", "json-string", "json-number",
+                       "lark-SIGNED_NUMBER", "lark-CNAME", "lark-WS"}  # fmt: skip
+
+HYPOTHESIS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+
+
+def bits(flags: str) -> int:
+    out = 0
+    for letter in flags:
+        out |= FLAG_BITS[letter]
+    return out
+
+
+def encode(s: str) -> bytes | None:
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no UTF-8 form, outside the DFA's domain
+        return None
+
+
+@functools.cache
+def oracle(pattern: str, flags: str) -> re.Pattern[str]:
+    return re.compile(pattern, bits(flags))
+
+
+@st.composite
+def near_misses(draw: st.DrawFn, rx: re.Pattern[str]) -> str:
+    """A match of ``rx`` with up to three random edits (insert, delete, replace)."""
+    s = draw(st.from_regex(rx, fullmatch=True))
+    for _ in range(draw(st.integers(0, 3))):
+        pool = st.sampled_from(s) if s else st.characters()
+        ch = draw(st.one_of(st.characters(), pool))
+        pos = draw(st.integers(0, len(s)))
+        op = draw(st.sampled_from("idr"))
+        if op == "i":
+            s = s[:pos] + ch + s[pos:]
+        elif s:
+            pos = min(pos, len(s) - 1)
+            s = s[:pos] + (ch if op == "r" else "") + s[pos + 1 :]
+    return s
+
+
+def completion(dfa: ByteDFA, state: int) -> bytes:
+    """A shortest byte string leading from ``state`` to acceptance (breadth-first)."""
+    parent: dict[int, tuple[int, int] | None] = {state: None}
+    queue = deque([state])
+    while queue:
+        s = queue.popleft()
+        if s in dfa.accepting:
+            path = bytearray()
+            while parent[s] is not None:
+                s, b = parent[s]  # type: ignore[misc]
+                path.append(b)
+            return bytes(reversed(path))
+        for b, t in enumerate(dfa.table[s]):
+            if t >= 0 and t not in parent:
+                parent[t] = (s, b)
+                queue.append(t)
+    raise AssertionError(f"state {state} cannot reach acceptance: the DFA is not trimmed")
+
+
+# --------------------------------------------------------------------------------------------
+# Full matches and prefixes, on the whole table
+
+
+@pytest.mark.parametrize("pattern, flags", pattern__flags)
+@HYPOTHESIS
+@given(data=st.data())
+def test_fullmatch_agrees_with_re(pattern: str, flags: str, data: st.DataObject) -> None:
+    dfa = compile_regex(pattern, flags=flags)
+    rx = oracle(pattern, flags)
+    s = data.draw(st.one_of(st.text(), st.from_regex(rx, fullmatch=True), near_misses(rx)), label="s")
+    b = encode(s)
+    assume(b is not None)
+    assert dfa.fullmatch(b) == (rx.fullmatch(s) is not None)
+
+
+@pytest.mark.parametrize("pattern, flags", pattern__flags)
+@HYPOTHESIS
+@given(data=st.data())
+def test_every_byte_prefix_of_a_match_is_live(pattern: str, flags: str, data: st.DataObject) -> None:
+    dfa = compile_regex(pattern, flags=flags)
+    s = data.draw(st.from_regex(oracle(pattern, flags), fullmatch=True), label="match")
+    b = encode(s)
+    assume(b is not None)
+    state = dfa.initial
+    for i, byte in enumerate(b):
+        state = dfa.step(state, byte)
+        assert dfa.is_live(state), f"prefix {b[: i + 1]!r} of the match {s!r} is dead"
+    assert dfa.is_accepting(state)
+
+
+@pytest.mark.parametrize("pattern, flags", pattern__flags)
+def test_every_live_prefix_completes_to_a_match_re_accepts(pattern: str, flags: str) -> None:
+    """Random walks over live bytes: each prefix reached has a completion that decodes as UTF-8
+    and that `re` fully matches (the witness comes from the DFA, the verdict from `re`)."""
+    dfa = compile_regex(pattern, flags=flags)
+    rx = oracle(pattern, flags)
+    rng = random.Random(f"{pattern}/{flags}")
+    for _ in range(25):
+        state, prefix = dfa.initial, b""
+        for _ in range(12):
+            full = prefix + completion(dfa, state)
+            assert rx.fullmatch(full.decode("utf-8")), f"{full!r} accepted by the DFA, rejected by re"
+            live = [b for b, t in enumerate(dfa.table[state]) if t >= 0]
+            if not live:
+                break
+            byte = rng.choice(live)
+            state, prefix = dfa.table[state][byte], prefix + bytes([byte])
+
+
+@pytest.mark.parametrize(
+    "pattern, flags", [p for p in pattern__flags if p.id in PARTIAL_ORACLE_SAFE]
+)
+@HYPOTHESIS
+@given(data=st.data())
+def test_liveness_agrees_with_partial_matching(pattern: str, flags: str, data: st.DataObject) -> None:
+    regex = pytest.importorskip("regex")
+    dfa = compile_regex(pattern, flags=flags)
+    rx = oracle(pattern, flags)
+    s = data.draw(st.one_of(near_misses(rx), st.text()), label="s")
+    assume(encode(s) is not None)
+    for i in range(len(s) + 1):
+        viable = regex.fullmatch(pattern, s[:i], flags=bits(flags), partial=True) is not None
+        assert dfa.is_live(dfa.walk(dfa.initial, s[:i].encode())) == viable, s[:i]
+
+
+# (pattern, alphabet, max string length, max byte-prefix length): every match of the pattern is a
+# string over the alphabet, and every viable prefix up to that many bytes completes within it.
+pattern__alphabet__max_len__max_prefix = [
+    ("a{2,3}", "ab", 4, 99),
+    ("(?:ab|é){1,2}", "abé", 5, 99),
+    ("中?🎉|é", "é中🎉a", 3, 99),
+    ("(?i:ab)", "abAB", 3, 99),
+    ("(?i:k)", "kK\u212ax", 2, 99),
+    ("[\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff]{1,2}", "\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff", 3, 99),
+    ("a*é", "aé", 6, 4),
+]
+
+
+@pytest.mark.parametrize("pattern, alphabet, max_len, max_prefix", pattern__alphabet__max_len__max_prefix)
+def test_liveness_is_exact_on_small_languages(pattern: str, alphabet: str, max_len: int, max_prefix: int) -> None:
+    dfa = compile_regex(pattern)
+    strings = ["".join(t) for n in range(max_len + 1) for t in itertools.product(alphabet, repeat=n)]
+    accepted = {s.encode() for s in strings if re.fullmatch(pattern, s)}
+    viable = {b[:i] for b in accepted for i in range(len(b) + 1)}
+    junk = [0x80, 0xBF, 0xC0, 0xC1, 0xED, 0xF5, 0xFF, ord("z")]
+    probes = {s.encode()[:i] for s in strings for i in range(len(s.encode()) + 1)}
+    probes |= {p + bytes([j]) for p in list(probes) for j in junk}
+    for p in probes:
+        if len(p) > max_prefix:
+            continue
+        state = dfa.walk(dfa.initial, p)
+        assert dfa.is_live(state) == (p in viable), p
+        assert dfa.is_accepting(state) == (p in accepted), p
+
+
+# --------------------------------------------------------------------------------------------
+# UTF-8 validity
+
+
+INVALID_UTF8 = {
+    "overlong C0": b"\xc0\x80",
+    "overlong C1": b"\xc1\xbf",
+    "overlong E0 80": b"\xe0\x80\x80",
+    "overlong E0 9F": b"\xe0\x9f\xbf",
+    "overlong F0 80": b"\xf0\x80\x80\x80",
+    "overlong F0 8F": b"\xf0\x8f\xbf\xbf",
+    "surrogate ED A0 80": b"\xed\xa0\x80",
+    "surrogate ED BF BF": b"\xed\xbf\xbf",
+    "above U+10FFFF F4 90": b"\xf4\x90\x80\x80",
+    "lead F5": b"\xf5\x80\x80\x80",
+    "byte FF": b"\xff",
+    "lone continuation 80": b"\x80",
+    "lone continuation BF": b"a\xbf",
+    "lead then ASCII": b"\xc3a",
+    "truncated 2-byte": b"\xc3",
+    "truncated 3-byte": b"\xe4\xb8",
+    "truncated 4-byte": b"\xf0\x9f\x8e",
+}
+TRUNCATED_VALID = [b"\xc3", b"\xe4\xb8", b"\xe4", b"\xf0\x9f\x8e", b"\xf0\x9f", b"\xf4\x8f\xbf", b"\xed\x9f"]
+
+
+@pytest.mark.parametrize("pattern", ["(?s:.*)", "[^a]*", r"\W*", r"(?s:.)", "[\\x00-\\U0010ffff]+"])
+@pytest.mark.parametrize("data", list(INVALID_UTF8.values()), ids=list(INVALID_UTF8))
+def test_invalid_utf8_never_matches(pattern: str, data: bytes) -> None:
+    dfa = compile_regex(pattern)
+    for tail in (b"", b"a", b"\xc3\xa9"):
+        assert not dfa.fullmatch(data + tail)
+        assert not dfa.fullmatch(b"a" + data + tail)
+
+
+@pytest.mark.parametrize("pattern", ["(?s:.*)", "[^a]*", "(?s:.)"])
+@pytest.mark.parametrize("data", TRUNCATED_VALID)
+def test_truncated_valid_sequences_stay_live(pattern: str, data: bytes) -> None:
+    dfa = compile_regex(pattern)
+    state = dfa.walk(dfa.initial, data)
+    assert dfa.is_live(state) and not dfa.is_accepting(state)
+
+
+def test_any_character_dfa_accepts_exactly_the_utf8_encodings() -> None:
+    dfa = compile_regex("(?s:.)")
+    assert all(dfa.fullmatch(chr(c).encode()) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+
+    @functools.cache
+    def count(state: int) -> int:  # accepted strings from `state`: finite for a one-character language
+        return (state in dfa.accepting) + sum(count(t) for t in dfa.table[state] if t >= 0)
+
+    # every encoding is accepted, and there are exactly as many accepted strings as encodings
+    assert count(dfa.initial) == 0x110000 - 0x800
+
+
+# --------------------------------------------------------------------------------------------
+# Character classes: every code point, as `re` decides
+
+
+@functools.cache
+def all_chars() -> str:
+    return "".join(map(chr, range(0x110000)))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"\d", r"\w", r"\s", r"\D", r"(?a:\w)", r"(?a:\s)", "(?i:k)", "(?i:s)", "(?i:[a-z])", "(?i:[^a-z])",
+     "(?i:ß)", "(?i:σ)", "(?i:ǅ)", r"(?i:\W)", "(?ai:[a-z])", ".", "[\\x7f-\\u0800]", "[\\u00e9-\\U0001F600]",
+     "(?i:[\\u00e9-\\U0001F600])", r"[^\W\d]", "(?i:[^\\x00-\\x7f])"],
+)  # fmt: skip
+def test_single_characters_match_like_re(pattern: str) -> None:
+    """All of the BMP, and every run boundary `re` reports beyond it, plus a random sample."""
+    dfa = compile_regex(pattern)
+    rx = re.compile(pattern)
+    runs = [(m.start(), m.end() - 1) for m in re.finditer(f"(?:{pattern})+", all_chars(), re.S)]
+    candidates = set(range(0x10000))
+    for lo, hi in runs:
+        candidates |= {lo - 1, lo, lo + 1, (lo + hi) // 2, hi - 1, hi, hi + 1}
+    candidates |= set(random.Random(pattern).sample(range(0x10000, 0x110000), 3000))
+    starts = [lo for lo, _ in runs]
+    for cp in sorted(candidates):
+        if not 0 <= cp <= 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+            continue
+        i = bisect.bisect_right(starts, cp) - 1
+        expected = i >= 0 and cp <= runs[i][1]
+        assert expected == (rx.fullmatch(chr(cp)) is not None)  # the runs are right
+        assert dfa.fullmatch(chr(cp).encode()) == expected, f"U+{cp:04X}"
+
+
+def test_unicode_classes_follow_re_not_ascii() -> None:
+    assert compile_regex(r"\d").fullmatch("٣".encode())  # ARABIC-INDIC DIGIT THREE
+    assert compile_regex(r"\w").fullmatch("é".encode())
+    assert compile_regex(r"\s").fullmatch("\u3000".encode())
+    assert compile_regex("(?i:k)").fullmatch("\u212a".encode())  # KELVIN SIGN
+    assert not compile_regex(r"\d", flags="a").fullmatch("٣".encode())
+    assert not compile_regex("k", flags="ai").fullmatch("\u212a".encode())
+
+
+# --------------------------------------------------------------------------------------------
+# Flags, anchors, lookarounds
+
+
+@pytest.mark.parametrize(
+    "pattern, flags, text, expected",
+    [
+        ("abc", "i", "AbC", True),
+        ("a.b", "", "a\nb", False),
+        ("a.b", "s", "a\nb", True),
+        ("a b # c", "x", "ab", True),
+        ("a$", "", "a\n", False),
+        ("a$\n", "", "a\n", True),
+        ("^a", "m", "a", True),
+        ("(?m:a\n^b)", "", "a\nb", True),
+        ("a\n^b", "", "a\nb", False),
+        ("\\Aa\\Z", "", "a", True),
+        ("(?<=a)b", "", "b", False),
+        ("(?<!a)b", "", "b", True),
+        ("abc", "u", "abc", True),
+    ],
+)
+def test_flags_and_anchors_match_re(pattern: str, flags: str, text: str, expected: bool) -> None:
+    assert (re.fullmatch(pattern, text, bits(flags)) is not None) == expected
+    assert compile_regex(pattern, flags=flags).fullmatch(text.encode()) == expected
+
+
+def test_lark_escaped_string_full_match_language() -> None:
+    dfa = compile_regex(LARK["ESCAPED_STRING"])
+    for text, expected in [('""', True), ('"a\\"b"', True), ('"\\\\"', True), ('"\\"', False), ('"é中🎉"', True),
+                           ('"a"b"', True), ('"a\nb"', False)]:  # fmt: skip
+        assert dfa.fullmatch(text.encode()) == expected == (re.fullmatch(LARK["ESCAPED_STRING"], text) is not None)
+
+
+@pytest.mark.parametrize("name", ["ESCAPED_STRING", "C_COMMENT"])
+@HYPOTHESIS
+@given(data=st.data())
+def test_shortest_matches_is_what_a_lazy_lexer_takes(name: str, data: st.DataObject) -> None:
+    pattern = LARK[name]
+    dfa = compile_regex(pattern).shortest_matches()
+    rx = re.compile(pattern)
+    s = data.draw(st.one_of(near_misses(rx), st.from_regex(rx, fullmatch=True)), label="s")
+    b = encode(s)
+    assume(b is not None)
+    m = rx.match(s)
+    assert dfa.fullmatch(b) == (m is not None and m.end() == len(s))
+
+
+def test_shortest_matches_examples() -> None:
+    dfa = compile_regex(LARK["ESCAPED_STRING"]).shortest_matches()
+    assert dfa.fullmatch(b'"a\\"b"') and not dfa.fullmatch(b'"a"b"')
+    assert not dfa.is_live(dfa.walk(dfa.initial, b'"a"b'))
+    comment = compile_regex(LARK["C_COMMENT"]).shortest_matches()
+    assert comment.fullmatch(b"/* a */") and not comment.fullmatch(b"/* a */ */")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize(
+    "pattern, construct",
+    [
+        (r"(a)\1", "backreference"),
+        (r"(?P<x>a)(?P=x)", "backreference"),
+        (r"(a)?(?(1)b|c)", "conditional"),
+        (r"\bfoo", "word boundary"),
+        (r"a\B", "non-boundary"),
+        (r"(?:a(?=b))*b", "lookahead"),
+        (r"(?:x|(?<!a)b)c", "lookbehind"),
+        (r"(?:^a)+", "anchor ^"),
+        (r"(?:a$)?", "anchor $"),
+        (r"(?=a)a(?<=a)", "lookbehind"),
+        pytest.param(r"(?>a)b", "atomic group", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
+        pytest.param(r"a*+", "possessive", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
+    ],
+)
+def test_unsupported_constructs_raise_unsupported_grammar_error(pattern: str, construct: str) -> None:
+    with pytest.raises(UnsupportedGrammarError) as info:
+        compile_regex(pattern)
+    assert construct in str(info.value) and repr(pattern) in str(info.value)
+
+
+@pytest.mark.parametrize("flags", ["L", "z", "iq"])
+def test_unknown_flags_are_named(flags: str) -> None:
+    with pytest.raises(UnsupportedGrammarError) as info:
+        compile_regex("ab", flags=flags)
+    assert repr(flags[-1]) in str(info.value) and "'ab'" in str(info.value)
+
+
+@pytest.mark.parametrize("pattern", ["[a", "a{2,1}", "(?<=a+)b", "*a", "a(?i)b", "\\q"])
+def test_invalid_regex_raises_grammar_error(pattern: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        compile_regex(pattern)
+    assert not isinstance(info.value, (UnsupportedGrammarError, EmptyLanguageError))
+    assert repr(pattern) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"[^\s\S]", "a(?=b)", "(?!a)a", "\\ud800", "[\\ud800-\\udfff]+", "[^\\x00-\\U0010ffff]", "(?<=b)a", "a^b"]
+)
+def test_empty_language_raises(pattern: str) -> None:
+    with pytest.raises(EmptyLanguageError):
+        compile_regex(pattern)
+
+
+def test_errors_name_the_terminal_and_keep_their_class() -> None:
+    with pytest.raises(UnsupportedGrammarError, match=r"^terminal FOO: .*backreference"):
+        compile_regex(r"(a)\1", name="FOO")
+    with pytest.raises(EmptyLanguageError, match=r"^terminal BAR: "):
+        compile_regex("[^\\s\\S]", name="BAR")
+
+
+def test_no_foreign_exception_escapes() -> None:
+    rng = random.Random(7)
+    alphabet = "ab()[]{}|*+?.^$\\-,:=!<>?P0123456789dwsDWSbBAZux"
+    for _ in range(3000):
+        pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        try:
+            compile_regex(pattern)
+        except GadError:
+            pass
+
+
+def test_bad_arguments_raise_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        compile_regex(b"abc")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        ByteDFA(((DEAD,) * 255,), frozenset())
+    with pytest.raises(ConfigurationError):
+        ByteDFA(((DEAD,) * 256,), frozenset({3}))
+
+
+# --------------------------------------------------------------------------------------------
+# The object itself
+
+
+def test_dfa_shape_and_helpers() -> None:
+    dfa = compile_regex("ab|ac")
+    assert dfa.initial == 0 and dfa.pattern == "ab|ac" and not dfa.accepts_empty
+    assert dfa.num_states == 3  # minimal: start, after a, accept
+    assert all(len(row) == 256 for row in dfa.table) and all(isinstance(row, tuple) for row in dfa.table)
+    assert dfa.step(DEAD, ord("a")) == DEAD and dfa.walk(DEAD, b"") == DEAD
+    assert dfa.walk(dfa.initial, b"ax") == DEAD and not dfa.is_live(DEAD)
+    assert compile_regex("a*").accepts_empty
+    assert "ab|ac" in repr(dfa)
+
+
+def test_results_are_cached() -> None:
+    assert compile_regex("[a-z]+") is compile_regex("[a-z]+")
+    assert compile_regex("x", flags="is") is compile_regex("x", flags="si")
+
+
+@given(st.text(max_size=12), st.text(max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_compile_literal_matches_exactly_the_text(text: str, other: str) -> None:
+    assume(encode(text) is not None and encode(other) is not None)
+    dfa = compile_literal(text)
+    assert dfa.fullmatch(text.encode())
+    assert dfa.fullmatch(other.encode()) == (other == text)
+    assert dfa.is_live(dfa.walk(dfa.initial, other.encode())) == text.encode().startswith(other.encode())
