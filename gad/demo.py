@@ -19,7 +19,7 @@ import gad
 from gad.assets import load_default_model
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
-PROMPT = "Describe a fictional person as a JSON object with name, age and hobbies."
+PROMPT = "Give a short JSON object describing a fictional person, with the keys name, age and city."
 
 
 def constrained_greedy(model, tokenizer, matcher: gad.GrammarMatcher, prompt: str, max_new_tokens: int):
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grammar", default=str(GRAMMARS / "json.lark"))
     parser.add_argument("--prompt", default=PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()

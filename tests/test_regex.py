@@ -74,7 +74,7 @@ pattern__flags = [
         ("range-2-3-star", "[\\x7f-\\u0800]*", ""),
         ("range-2-4", "[\\u00e9-\\U0001F600]", ""),
         ("ranges-at-boundaries", "[\\u07ff-\\u0801\\uffff-\\U00010001\\U0010fffe-\\U0010ffff]*", ""),
-        ("negated-high", "[^\\u0080-\\U0010fffe]+", ""),
+        ("negated-bmp", "[^\\u0080-\\uffff]+", ""),
         ("ignorecase-inline", "(?i:abc)", ""),
         ("ignorecase-flag", "abc", "i"),
         ("ignorecase-class", "(?i:[a-k]+)", ""),
@@ -91,7 +91,7 @@ pattern__flags = [
         ("dollar-newline", "a$\n?", ""),
         ("multiline", "(?m:a$\\n^b)", ""),
         ("neg-lookahead", "(?!ab)[a-c]{2}", ""),
-        ("lookahead", r"a(?=b)\w", ""),
+        ("lookahead", "[ab](?=[bc])[abc]{1,3}", ""),
         ("lookbehind", r"\d+(?<!0)", ""),
         ("json-string", JSON_STRING, ""),
         ("json-number", JSON_NUMBER, ""),
@@ -337,7 +337,7 @@ def test_single_characters_match_like_re(pattern: str) -> None:
     """All of the BMP, and every run boundary `re` reports beyond it, plus a random sample."""
     dfa = compile_regex(pattern)
     rx = re.compile(pattern)
-    runs = [(m.start(), m.end() - 1) for m in re.finditer(f"(?:{pattern})+", all_chars(), re.S)]
+    runs = [(m.start(), m.end() - 1) for m in re.finditer(f"(?:{pattern})+", all_chars())]
     candidates = set(range(0x10000))
     for lo, hi in runs:
         candidates |= {lo - 1, lo, lo + 1, (lo + hi) // 2, hi - 1, hi, hi + 1}
@@ -376,11 +376,12 @@ def test_unicode_classes_follow_re_not_ascii() -> None:
         ("a$\n", "", "a\n", True),
         ("^a", "m", "a", True),
         ("(?m:a\n^b)", "", "a\nb", True),
-        ("a\n^b", "", "a\nb", False),
         ("\\Aa\\Z", "", "a", True),
-        ("(?<=a)b", "", "b", False),
         ("(?<!a)b", "", "b", True),
         ("abc", "u", "abc", True),
+        ("(?=a)a(?<=a)", "", "a", True),
+        ("(?=.b)a(?<!x)b", "", "ab", True),
+        ("(?:(?<=a)b|^a)", "", "a", True),
     ],
 )
 def test_flags_and_anchors_match_re(pattern: str, flags: str, text: str, expected: bool) -> None:
@@ -433,7 +434,6 @@ def test_shortest_matches_examples() -> None:
         (r"(?:x|(?<!a)b)c", "lookbehind"),
         (r"(?:^a)+", "anchor ^"),
         (r"(?:a$)?", "anchor $"),
-        (r"(?=a)a(?<=a)", "lookbehind"),
         pytest.param(r"(?>a)b", "atomic group", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
         pytest.param(r"a*+", "possessive", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
     ],
@@ -460,7 +460,7 @@ def test_invalid_regex_raises_grammar_error(pattern: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", [r"[^\s\S]", "a(?=b)", "(?!a)a", "\\ud800", "[\\ud800-\\udfff]+", "[^\\x00-\\U0010ffff]", "(?<=b)a", "a^b"]
+    "pattern", [r"[^\s\S]", "a(?=b)", "(?!a)a", "\\ud800", "[\\ud800-\\udfff]+", "[^\\x00-\\U0010ffff]", "(?<=b)a", "a^b", "a\n^b", "(?<=a)b"]
 )
 def test_empty_language_raises(pattern: str) -> None:
     with pytest.raises(EmptyLanguageError):
@@ -474,10 +474,11 @@ def test_errors_name_the_terminal_and_keep_their_class() -> None:
         compile_regex("[^\\s\\S]", name="BAR")
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # re's "possible nested set" on random input
 def test_no_foreign_exception_escapes() -> None:
     rng = random.Random(7)
     alphabet = "ab()[]{}|*+?.^$\\-,:=!<>?P0123456789dwsDWSbBAZux"
-    for _ in range(3000):
+    for _ in range(1500):
         pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
         try:
             compile_regex(pattern)

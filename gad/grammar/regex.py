@@ -23,10 +23,12 @@ Pipeline
 1. Parse with Python's own regex parser (``re._parser``, ``sre_parse`` before 3.11), after
    ``re.compile`` has validated the pattern. Lark uses the same parser (``lark.utils``).
 2. Thompson NFA whose edges carry sets of code points (sorted tuples of inclusive intervals).
-   Lookarounds and the anchors ``^ $ \\A \\Z`` are supported where they constrain the whole
-   string's prefix or suffix (top-level concatenation): lookbehind ``P`` at a split point
-   intersects the prefix with ``Σ*P`` (or removes it, for ``(?<!P)``), lookahead intersects the
-   suffix with ``PΣ*``. This covers lark's ``ESCAPED_STRING`` = ``".*?(?<!\\\\)(\\\\\\\\)*?"``.
+   Lookarounds and the anchors ``^ $ \\A \\Z`` are supported in the top-level concatenation
+   (also inside top-level groups and alternatives), where they constrain the whole string's
+   prefix or suffix: a lookbehind ``P`` demands that the prefix be in ``Σ*P`` (or not, for
+   ``(?<!P)``), a lookahead that the suffix be in ``PΣ*``; see `_Builder.anchored`. This covers
+   lark's ``ESCAPED_STRING`` = ``".*?(?<!\\\\)(\\\\\\\\)*?"``. Inside repetitions they are
+   rejected, as are ``\\b``/``\\B`` and backreferences.
 3. Subset construction → a DFA over code points; each state's transitions are a piecewise-constant
    map from ``[0, 0x10FFFF]`` to states.
 4. Code-point DFA → byte DFA: ASCII bytes directly; each UTF-8 lead byte covers a block of code
@@ -193,8 +195,8 @@ def compile_regex(pattern: str, *, flags: str = "", name: str | None = None) -> 
         GrammarError: the pattern is not a valid regex.
         UnsupportedGrammarError: a construct cannot be compiled to a finite automaton (back
             references, conditionals, ``\\b``/``\\B``, atomic groups and possessive quantifiers,
-            lookarounds or anchors inside groups/repetitions, a lookahead before a lookbehind) or
-            the automaton is too large; the message names the construct and the pattern.
+            lookarounds or anchors inside repetitions or nested alternatives) or the automaton
+            is too large; the message names the construct and the pattern.
         EmptyLanguageError: no UTF-8 string matches the pattern.
 
     Results are cached by ``(pattern, flags)``.
@@ -527,9 +529,8 @@ class _Builder:
             return self._union([self.anchored(list(alt), fl) for alt in av[1]])
         markers = {i: _MARK + k for k, i in enumerate(i for i, (op, av, _) in enumerate(items) if self._is_assertion(op, av))}
         if not markers:
-            return self.sequence([(op, av) for op, av, _ in items], flags) if not items else self._concat(
-                *[self.item(op, av, fl) for op, av, fl in items]
-            )
+            frags = [self.item(op, av, fl) for op, av, fl in items]
+            return self._concat(*frags) if frags else self._epsilon()
         top = _MARK + len(markers) - 1
         frags = [self._chars(((markers[i],) * 2,)) if i in markers else self.item(op, av, fl) for i, (op, av, fl) in enumerate(items)]
         result = _determinize(self.nfa, *self._concat(*frags), self.pattern)
@@ -700,7 +701,7 @@ def _product(left: _CharDFA, right: _CharDFA, *, keep_right_accepting: bool) -> 
                     seg_hi, ty = min(hi, rsegs[kk][1]), rsegs[kk][2]
                     kk += 1
                 else:
-                    nxt = rsegs[kk][0] if kk < len(rsegs) else _MAX_CP + 1
+                    nxt = rsegs[kk][0] if kk < len(rsegs) else hi + 1
                     seg_hi, ty = min(hi, nxt - 1), -1
                 if ty >= 0 or not keep_right_accepting:
                     pair = (tx, ty)
@@ -758,7 +759,7 @@ def _lead_bytes() -> list[tuple[int, int, int, int, int]]:
     restricted first-continuation ranges exclude overlongs, surrogates and > U+10FFFF."""
     leads = [(b, (b & 0x1F) << 6, 1, 0x80, 0xBF) for b in range(0xC2, 0xE0)]
     for b in range(0xE0, 0xF0):
-        lo, hi = (0xA0, 0xBF) if b == 0xE0 else (0x80, 0x9F) if b == 0xED else (0x80, 0xBF)
+        lo, hi = (0x80, 0xBF) if b == 0xE0 else (0x80, 0x9F) if b == 0xED else (0x80, 0xBF)
         leads.append((b, (b & 0x0F) << 12, 2, lo, hi))
     for b in range(0xF0, 0xF5):
         lo, hi = (0x90, 0xBF) if b == 0xF0 else (0x80, 0x8F) if b == 0xF4 else (0x80, 0xBF)
