@@ -757,9 +757,9 @@ def _with_markers(dfa: _CharDFA, top: int) -> _CharDFA:
 def _lead_bytes() -> list[tuple[int, int, int, int, int]]:
     """``(lead byte, first code point, continuation bytes, first continuation lo, hi)``; the
     restricted first-continuation ranges exclude overlongs, surrogates and > U+10FFFF."""
-    leads = [(b, (b & 0x1F) << 6, 1, 0x80, 0xBF) for b in range(0xC2, 0xE0)]
+    leads = [(b, (b & 0x1F) << 6, 1, 0x80, 0xBF) for b in range(0xC0, 0xE0)]
     for b in range(0xE0, 0xF0):
-        lo, hi = (0x80, 0xBF) if b == 0xE0 else (0x80, 0x9F) if b == 0xED else (0x80, 0xBF)
+        lo, hi = (0xA0, 0xBF) if b == 0xE0 else (0x80, 0x9F) if b == 0xED else (0x80, 0xBF)
         leads.append((b, (b & 0x0F) << 12, 2, lo, hi))
     for b in range(0xF0, 0xF5):
         lo, hi = (0x90, 0xBF) if b == 0xF0 else (0x80, 0x8F) if b == 0xF4 else (0x80, 0xBF)
