@@ -112,6 +112,14 @@ HYPOTHESIS = settings(
 )
 
 
+# Patterns with `^`/`$` at their edges: meaningful only when the regex is the whole input.
+WHOLE_INPUT = {"^ab$", "a$\n?"}
+
+
+def compile_case(pattern: str, flags: str) -> ByteDFA:
+    return compile_regex(pattern, flags=flags, whole_input=pattern in WHOLE_INPUT)
+
+
 def bits(flags: str) -> int:
     out = 0
     for letter in flags:
@@ -175,7 +183,7 @@ def completion(dfa: ByteDFA, state: int) -> bytes:
 @HYPOTHESIS
 @given(data=st.data())
 def test_fullmatch_agrees_with_re(pattern: str, flags: str, data: st.DataObject) -> None:
-    dfa = compile_regex(pattern, flags=flags)
+    dfa = compile_case(pattern, flags)
     rx = oracle(pattern, flags)
     s = data.draw(st.one_of(st.text(), st.from_regex(rx, fullmatch=True), near_misses(rx)), label="s")
     b = encode(s)
@@ -187,7 +195,7 @@ def test_fullmatch_agrees_with_re(pattern: str, flags: str, data: st.DataObject)
 @HYPOTHESIS
 @given(data=st.data())
 def test_every_byte_prefix_of_a_match_is_live(pattern: str, flags: str, data: st.DataObject) -> None:
-    dfa = compile_regex(pattern, flags=flags)
+    dfa = compile_case(pattern, flags)
     s = data.draw(st.from_regex(oracle(pattern, flags), fullmatch=True), label="match")
     b = encode(s)
     assume(b is not None)
@@ -202,7 +210,7 @@ def test_every_byte_prefix_of_a_match_is_live(pattern: str, flags: str, data: st
 def test_every_live_prefix_completes_to_a_match_re_accepts(pattern: str, flags: str) -> None:
     """Random walks over live bytes: each prefix reached has a completion that decodes as UTF-8
     and that `re` fully matches (the witness comes from the DFA, the verdict from `re`)."""
-    dfa = compile_regex(pattern, flags=flags)
+    dfa = compile_case(pattern, flags)
     rx = oracle(pattern, flags)
     rng = random.Random(f"{pattern}/{flags}")
     for _ in range(25):
@@ -224,7 +232,7 @@ def test_every_live_prefix_completes_to_a_match_re_accepts(pattern: str, flags: 
 @given(data=st.data())
 def test_liveness_agrees_with_partial_matching(pattern: str, flags: str, data: st.DataObject) -> None:
     regex = pytest.importorskip("regex")
-    dfa = compile_regex(pattern, flags=flags)
+    dfa = compile_case(pattern, flags)
     rx = oracle(pattern, flags)
     s = data.draw(st.one_of(near_misses(rx), st.text()), label="s")
     assume(encode(s) is not None)
@@ -235,19 +243,22 @@ def test_liveness_agrees_with_partial_matching(pattern: str, flags: str, data: s
 
 # (pattern, alphabet, max string length, max byte-prefix length): every match of the pattern is a
 # string over the alphabet, and every viable prefix up to that many bytes completes within it.
+EDGES = "\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff"  # the last/first code points of UTF-8 lengths
 pattern__alphabet__max_len__max_prefix = [
     ("a{2,3}", "ab", 4, 99),
     ("(?:ab|é){1,2}", "abé", 5, 99),
     ("中?🎉|é", "é中🎉a", 3, 99),
     ("(?i:ab)", "abAB", 3, 99),
     ("(?i:k)", "kK\u212ax", 2, 99),
-    ("[\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff]{1,2}", "\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff", 3, 99),
+    (f"[{EDGES}]{{1,2}}", EDGES, 3, 99),
     ("a*é", "aé", 6, 4),
 ]
 
 
 @pytest.mark.parametrize("pattern, alphabet, max_len, max_prefix", pattern__alphabet__max_len__max_prefix)
-def test_liveness_is_exact_on_small_languages(pattern: str, alphabet: str, max_len: int, max_prefix: int) -> None:
+def test_liveness_is_exact_on_small_languages(
+    pattern: str, alphabet: str, max_len: int, max_prefix: int
+) -> None:
     dfa = compile_regex(pattern)
     strings = ["".join(t) for n in range(max_len + 1) for t in itertools.product(alphabet, repeat=n)]
     accepted = {s.encode() for s in strings if re.fullmatch(pattern, s)}
@@ -329,9 +340,9 @@ def all_chars() -> str:
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"\d", r"\w", r"\s", r"\D", r"(?a:\w)", r"(?a:\s)", "(?i:k)", "(?i:s)", "(?i:[a-z])", "(?i:[^a-z])",
-     "(?i:ß)", "(?i:σ)", "(?i:ǅ)", r"(?i:\W)", "(?ai:[a-z])", ".", "[\\x7f-\\u0800]", "[\\u00e9-\\U0001F600]",
-     "(?i:[\\u00e9-\\U0001F600])", r"[^\W\d]", "(?i:[^\\x00-\\x7f])"],
+    [r"\d", r"\w", r"\s", r"\D", r"(?a:\w)", r"(?a:\s)", "(?i:k)", "(?i:s)", "(?i:[a-z])",
+     "(?i:[^a-z])", "(?i:ß)", "(?i:σ)", "(?i:ǅ)", r"(?i:\W)", "(?ai:[a-z])", ".", "[\\x7f-\\u0800]",
+     "[\\u00e9-\\U0001F600]", "(?i:[\\u00e9-\\U0001F600])", r"[^\W\d]", "(?i:[^\\x00-\\x7f])"],
 )  # fmt: skip
 def test_single_characters_match_like_re(pattern: str) -> None:
     """All of the BMP, and every run boundary `re` reports beyond it, plus a random sample."""
@@ -386,14 +397,40 @@ def test_unicode_classes_follow_re_not_ascii() -> None:
 )
 def test_flags_and_anchors_match_re(pattern: str, flags: str, text: str, expected: bool) -> None:
     assert (re.fullmatch(pattern, text, bits(flags)) is not None) == expected
-    assert compile_regex(pattern, flags=flags).fullmatch(text.encode()) == expected
+    assert compile_regex(pattern, flags=flags, whole_input=True).fullmatch(text.encode()) == expected
+    try:  # as a terminal: the same answer, unless an assertion looks outside the match
+        assert compile_regex(pattern, flags=flags).fullmatch(text.encode()) == expected
+    except UnsupportedGrammarError as exc:
+        assert "past the" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "pattern, edge",
+    [("a(?=b)", "end"), ("^a", "start"), ("a$", "end"), ("a$\n", "end"), ("a\\Z", "end"),
+     ("(?<=a)b", "start"), ("a(?<=ba)", "start"), ("(?!.*x).+", "end"), ("(?:^a|b)", "start"),
+     ("(?m:^a)", "start")],
+)  # fmt: skip
+def test_assertions_looking_outside_a_terminal_are_rejected(pattern: str, edge: str) -> None:
+    with pytest.raises(UnsupportedGrammarError, match=f"past the {edge} of the match"):
+        compile_regex(pattern)
+    try:
+        compile_regex(pattern, whole_input=True)
+    except EmptyLanguageError:
+        pass
+
+
+@pytest.mark.parametrize("pattern", ["a\\Za", "a$ab", "a^b", "(?m:a^b)"])
+def test_assertions_that_are_false_everywhere_give_an_empty_language(pattern: str) -> None:
+    with pytest.raises(EmptyLanguageError):
+        compile_regex(pattern)
 
 
 def test_lark_escaped_string_full_match_language() -> None:
-    dfa = compile_regex(LARK["ESCAPED_STRING"])
-    for text, expected in [('""', True), ('"a\\"b"', True), ('"\\\\"', True), ('"\\"', False), ('"é中🎉"', True),
-                           ('"a"b"', True), ('"a\nb"', False)]:  # fmt: skip
-        assert dfa.fullmatch(text.encode()) == expected == (re.fullmatch(LARK["ESCAPED_STRING"], text) is not None)
+    pattern = LARK["ESCAPED_STRING"]
+    dfa = compile_regex(pattern)
+    for text, expected in [('""', True), ('"a\\"b"', True), ('"\\\\"', True), ('"\\"', False),
+                           ('"é中🎉"', True), ('"a"b"', True), ('"a\nb"', False)]:  # fmt: skip
+        assert dfa.fullmatch(text.encode()) == expected == (re.fullmatch(pattern, text) is not None)
 
 
 @pytest.mark.parametrize("name", ["ESCAPED_STRING", "C_COMMENT"])
@@ -422,6 +459,9 @@ def test_shortest_matches_examples() -> None:
 # Errors
 
 
+NEEDS_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.11 regex syntax")
+
+
 @pytest.mark.parametrize(
     "pattern, construct",
     [
@@ -434,8 +474,8 @@ def test_shortest_matches_examples() -> None:
         (r"(?:x|(?<!a)b)c", "lookbehind"),
         (r"(?:^a)+", "anchor ^"),
         (r"(?:a$)?", "anchor $"),
-        pytest.param(r"(?>a)b", "atomic group", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
-        pytest.param(r"a*+", "possessive", marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11 syntax")),
+        pytest.param(r"(?>a)b", "atomic group", marks=NEEDS_311),
+        pytest.param(r"a*+", "possessive", marks=NEEDS_311),
     ],
 )
 def test_unsupported_constructs_raise_unsupported_grammar_error(pattern: str, construct: str) -> None:
@@ -460,11 +500,13 @@ def test_invalid_regex_raises_grammar_error(pattern: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", [r"[^\s\S]", "a(?=b)", "(?!a)a", "\\ud800", "[\\ud800-\\udfff]+", "[^\\x00-\\U0010ffff]", "(?<=b)a", "a^b", "a\n^b", "(?<=a)b"]
+    "pattern",
+    [r"[^\s\S]", "a(?=b)", "(?!a)a", "\\ud800", "[\\ud800-\\udfff]+", "[^\\x00-\\U0010ffff]", "(?<=b)a",
+     "a^b", "a\n^b", "(?<=a)b"],
 )
 def test_empty_language_raises(pattern: str) -> None:
     with pytest.raises(EmptyLanguageError):
-        compile_regex(pattern)
+        compile_regex(pattern, whole_input=True)
 
 
 def test_errors_name_the_terminal_and_keep_their_class() -> None:
@@ -513,6 +555,7 @@ def test_dfa_shape_and_helpers() -> None:
 def test_results_are_cached() -> None:
     assert compile_regex("[a-z]+") is compile_regex("[a-z]+")
     assert compile_regex("x", flags="is") is compile_regex("x", flags="si")
+    assert compile_regex("^x$", whole_input=True) is compile_regex("^x$", whole_input=True)
 
 
 @given(st.text(max_size=12), st.text(max_size=12))

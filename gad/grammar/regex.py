@@ -1,52 +1,31 @@
 """Regular expressions → deterministic automata over UTF-8 **bytes**.
 
-Language-model tokens are byte strings, and a token may end in the middle of a UTF-8 character,
-so every grammar terminal is compiled to a DFA whose alphabet is the 256 byte values:
+Language-model tokens are byte strings and may end inside a UTF-8 character, so every terminal is
+a DFA over the 256 byte values. For every ``str`` ``s`` with a UTF-8 encoding (lone surrogates
+have none), ``compile_regex(p).fullmatch(s.encode()) == (re.fullmatch(p, s) is not None)``: the
+semantics are Python ``re``'s for ``str`` patterns -- Unicode ``\\d \\w \\s`` (ASCII under ``a``),
+``re``'s own case folding under ``i`` (the Kelvin sign K matches ``k``), ``.`` without ``\\n``
+unless ``s``. Greedy and lazy quantifiers denote the same full-match language; see
+`ByteDFA.shortest_matches` for the "first end" reading a lexer gives ``".*?"``-style terminals.
 
-    compile_regex(p).fullmatch(s.encode("utf-8"))  ==  (re.fullmatch(p, s) is not None)
+Invalid UTF-8 (overlongs ``C0 C1 E0 80-9F F0 80-8F``, surrogates ``ED A0-BF``, > U+10FFFF
+``F4 90-BF F5-FF``, stray continuation bytes) is never accepted, and the DFA is **trimmed**: every
+state but ``DEAD`` (-1) can reach acceptance, so a prefix walks to a live state exactly when it can
+still be completed. Token masks rely on that exactness.
 
-for every ``str`` ``s`` that has a UTF-8 encoding (lone surrogates have none). The semantics are
-those of Python's ``re`` for ``str`` patterns: Unicode-aware ``\\d \\w \\s`` (ASCII-only under the
-``a`` flag), ``re``'s own case folding under ``i`` (the Kelvin sign K matches ``k``), ``.`` excludes
-``\\n`` unless ``s`` is set. Lazy and greedy quantifiers denote the same language under full
-matching; see `ByteDFA.shortest_matches` for the "stop at the first end" reading that a lexer gives
-to patterns such as lark's ``ESCAPED_STRING``.
+Pipeline: (1) ``re.compile`` validates, ``re``'s own parser (``re._parser``; lark imports it too)
+parses; (2) Thompson NFA with code-point interval sets on its edges; lookarounds and ``^ $ \\A \\Z``
+at the top level become intersections of the prefix with ``Σ*P`` or of the suffix with ``PΣ*``
+(`_Builder.anchored`); (3) subset construction → a DFA whose rows are piecewise-constant maps over
+``[0, 0x10FFFF]``; (4) → bytes: ASCII directly; a UTF-8 lead byte covers a block of code points and
+each continuation byte 1/64 of it; a block with one target becomes a shared "read k continuation
+bytes" chain, only mixed blocks recurse, intermediate rows are deduplicated; (5) trim, minimise
+(Moore), renumber breadth-first from the initial state 0.
 
-Invalid UTF-8 -- overlong forms (``C0``, ``C1``, ``E0 80-9F``, ``F0 80-8F``), surrogates
-(``ED A0-BF``), code points above U+10FFFF (``F4 90-BF``, ``F5-FF``), stray continuation bytes --
-is never accepted. The DFA is **trimmed**: each state other than the dead state ``-1`` can still
-reach an accepting state, so ``walk(initial, prefix) != -1`` holds exactly when ``prefix`` can be
-completed to a match. Token masks are computed from that, so it must be exact.
-
-Pipeline
---------
-1. Parse with Python's own regex parser (``re._parser``, ``sre_parse`` before 3.11), after
-   ``re.compile`` has validated the pattern. Lark uses the same parser (``lark.utils``).
-2. Thompson NFA whose edges carry sets of code points (sorted tuples of inclusive intervals).
-   Lookarounds and the anchors ``^ $ \\A \\Z`` are supported in the top-level concatenation
-   (also inside top-level groups and alternatives), where they constrain the whole string's
-   prefix or suffix: a lookbehind ``P`` demands that the prefix be in ``Σ*P`` (or not, for
-   ``(?<!P)``), a lookahead that the suffix be in ``PΣ*``; see `_Builder.anchored`. This covers
-   lark's ``ESCAPED_STRING`` = ``".*?(?<!\\\\)(\\\\\\\\)*?"``. Inside repetitions they are
-   rejected, as are ``\\b``/``\\B`` and backreferences.
-3. Subset construction → a DFA over code points; each state's transitions are a piecewise-constant
-   map from ``[0, 0x10FFFF]`` to states.
-4. Code-point DFA → byte DFA: ASCII bytes directly; each UTF-8 lead byte covers a block of code
-   points and each continuation byte selects 1/64 of it. A block that maps to one target becomes
-   a shared "read k continuation bytes, then go to the target" chain; only mixed blocks recurse.
-   Intermediate states are deduplicated by their transition row.
-5. Trim (keep reachable and co-reachable states), minimise (Moore), renumber breadth-first so
-   that the initial state is 0.
-
-Why not interegular
--------------------
-The design suggested ``interegular.parse_pattern(p).to_fsm()``. Checked with interegular 0.3.3, it
-cannot compile lark's own ``common.ESCAPED_STRING`` ("lookbacks are not implemented"). It rejects
-``\\uXXXX``/``\\UXXXXXXXX`` escapes, the ``x``, ``a``, ``u`` and ``m`` flags and ``^``/``$``. Its
-``\\d \\w \\s`` are ASCII-only (``re`` is Unicode-aware) and its ``(?i)`` only adds ``str.upper``/
-``str.lower`` images, so ``(?i:k)`` misses the Kelvin sign that ``re`` matches. A large range such
-as ``[\\u00e9-\\U0001F600]`` becomes a frozenset of 128k characters. Lark's lexer runs ``re``,
-so a terminal must mean what ``re`` means: parsing with ``re``'s parser gives that by construction.
+Why not interegular (the design's suggestion): 0.3.3 cannot compile lark's own
+``common.ESCAPED_STRING`` ``".*?(?<!\\\\)(\\\\\\\\)*?"`` (no lookbehinds), rejects ``\\uXXXX``, the
+``x a u m`` flags and ``^ $``; its ``\\d \\w \\s`` are ASCII-only and its ``(?i)`` misses the Kelvin
+sign, so it disagrees with ``re`` -- which is what lark's lexer runs.
 """
 
 from __future__ import annotations
@@ -84,7 +63,6 @@ Intervals = tuple[tuple[int, int], ...]
 _ALL: Intervals = ((0, _MAX_CP),)
 _MARK = _MAX_CP + 1  # assertion markers #0, #1, ... are the "code points" above U+10FFFF
 _NEWLINE: Intervals = ((10, 10),)
-_EMPTY_SET: Intervals = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +95,7 @@ class ByteDFA:
             raise ConfigurationError("`accepting` holds a state outside the table")
 
     def __repr__(self) -> str:
-        return f"ByteDFA(pattern={self.pattern!r}, num_states={self.num_states}, accepting={sorted(self.accepting)})"
+        return f"ByteDFA(pattern={self.pattern!r}, num_states={self.num_states})"
 
     @property
     def num_states(self) -> int:
@@ -136,7 +114,7 @@ class ByteDFA:
         return self.table[state][byte]
 
     def walk(self, state: int, data: bytes) -> int:
-        """The state after reading ``data`` from ``state``; ``DEAD`` as soon as no match is possible."""
+        """The state after reading ``data`` from ``state``; ``DEAD`` once no match is possible."""
         if state < 0:
             return DEAD
         table = self.table
@@ -178,10 +156,12 @@ class ByteDFA:
 # Public constructors
 
 
-_FLAG_BITS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE, "u": re.UNICODE, "a": re.ASCII}
+_FLAG_BITS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X, "u": re.U, "a": re.A}
 
 
-def compile_regex(pattern: str, *, flags: str = "", name: str | None = None) -> ByteDFA:
+def compile_regex(
+    pattern: str, *, flags: str = "", name: str | None = None, whole_input: bool = False
+) -> ByteDFA:
     """Compile a Python regex (``str`` syntax) to a trimmed, minimal `ByteDFA` over UTF-8 bytes.
 
     Args:
@@ -190,23 +170,32 @@ def compile_regex(pattern: str, *, flags: str = "", name: str | None = None) -> 
             newline), ``m`` (multiline anchors), ``x`` (verbose), ``u`` (Unicode, the default) and
             ``a`` (ASCII ``\\d \\w \\s`` and case folding). ``L`` is rejected, as ``re`` does for str.
         name: the terminal's name, put in front of error messages.
+        whole_input: the regex describes the entire input (as for ``Grammar.from_regex``), so the
+            edges of a match are the edges of the input and ``^``/``$``/lookarounds there are
+            compiled with ``re.fullmatch`` semantics. Leave it False for a lexer terminal: there a
+            lookahead at the end of the match peeks at the *following* text and ``^``/``$`` refer
+            to the whole input, so an assertion whose window can reach past either edge of the
+            match depends on the surrounding text and is rejected. Assertions whose window stays
+            inside every match (lark's ``ESCAPED_STRING``: ``(?<!\\\\)`` after at least ``"``) are
+            compiled either way.
 
     Raises:
         GrammarError: the pattern is not a valid regex.
         UnsupportedGrammarError: a construct cannot be compiled to a finite automaton (back
             references, conditionals, ``\\b``/``\\B``, atomic groups and possessive quantifiers,
-            lookarounds or anchors inside repetitions or nested alternatives) or the automaton
-            is too large; the message names the construct and the pattern.
+            lookarounds or anchors inside repetitions or inner alternations, and, unless
+            ``whole_input``, ones that look past the edges of the match) or the automaton is too
+            large; the message names the construct and the pattern.
         EmptyLanguageError: no UTF-8 string matches the pattern.
 
-    Results are cached by ``(pattern, flags)``.
+    Results are cached by ``(pattern, flags, whole_input)``.
     """
     if not isinstance(pattern, str):
         raise ConfigurationError(f"`pattern` has to be a str, but is {type(pattern).__name__}")
     if not isinstance(flags, str):
-        raise ConfigurationError(f"`flags` has to be a str of flag letters, but is {type(flags).__name__}")
+        raise ConfigurationError(f"`flags` has to be a str of letters, but is {type(flags).__name__}")
     try:
-        return _compile_cached(pattern, "".join(sorted(set(flags))))
+        return _compile_cached(pattern, "".join(sorted(set(flags))), bool(whole_input))
     except GrammarError as exc:
         if name is None:
             raise
@@ -231,21 +220,19 @@ def _compile_literal_cached(data: bytes) -> ByteDFA:
 
 
 @functools.lru_cache(maxsize=2048)
-def _compile_cached(pattern: str, flags: str) -> ByteDFA:
+def _compile_cached(pattern: str, flags: str, whole_input: bool) -> ByteDFA:
     bits = 0
     for letter in flags:
         if letter not in _FLAG_BITS:
             why = "str patterns cannot use it" if letter == "L" else "it is not a Python regex flag"
-            raise UnsupportedGrammarError(f"regex flag {letter!r} is not supported ({why}) in regex {pattern!r}")
+            raise UnsupportedGrammarError(f"regex flag {letter!r} is not supported ({why}): {pattern!r}")
         bits |= _FLAG_BITS[letter]
     try:
         re.compile(pattern, bits)  # the reference's own validation: reject what `re` rejects
         parsed = _sre_parse.parse(pattern, bits)
-    except re.error as exc:
+    except (re.error, OverflowError, ValueError, RecursionError) as exc:
         raise GrammarError(f"invalid regex {pattern!r}: {exc}") from None
-    except (OverflowError, ValueError, RecursionError) as exc:
-        raise GrammarError(f"invalid regex {pattern!r}: {exc}") from None
-    builder = _Builder(pattern)
+    builder = _Builder(pattern, parsed.state, whole_input)
     try:
         start, end = builder.anchored(list(parsed), parsed.state.flags)
         cdfa = _determinize(builder.nfa, start, end, pattern)
@@ -297,13 +284,9 @@ def _all_chars() -> str:
 
 
 _CATEGORY_REGEX = {
-    _c.CATEGORY_DIGIT: r"\d",
-    _c.CATEGORY_NOT_DIGIT: r"\D",
-    _c.CATEGORY_SPACE: r"\s",
-    _c.CATEGORY_NOT_SPACE: r"\S",
-    _c.CATEGORY_WORD: r"\w",
-    _c.CATEGORY_NOT_WORD: r"\W",
-}
+    _c.CATEGORY_DIGIT: r"\d", _c.CATEGORY_NOT_DIGIT: r"\D", _c.CATEGORY_SPACE: r"\s",
+    _c.CATEGORY_NOT_SPACE: r"\S", _c.CATEGORY_WORD: r"\w", _c.CATEGORY_NOT_WORD: r"\W",
+}  # fmt: skip
 
 
 @functools.cache
@@ -371,7 +354,7 @@ _SET_FLAGS = re.IGNORECASE | re.ASCII | re.DOTALL
 
 @functools.lru_cache(maxsize=8192)
 def _charset(op: object, av: object, flags: int) -> Intervals:
-    """The code points one ``LITERAL``/``NOT_LITERAL``/``ANY``/``IN`` node matches under ``flags``."""
+    """The code points one ``LITERAL``/``NOT_LITERAL``/``ANY``/``IN`` node matches."""
     ascii_only = bool(flags & re.ASCII)
     if op is _c.ANY:
         return _ALL if flags & re.DOTALL else _complement(_NEWLINE)
@@ -414,7 +397,7 @@ class _NFA:
 
     def state(self, pattern: str) -> int:
         if len(self.eps) >= _MAX_NFA_STATES:
-            raise UnsupportedGrammarError(f"regex {pattern!r} is too large (over {_MAX_NFA_STATES} NFA states)")
+            raise UnsupportedGrammarError(f"regex {pattern!r} is too large (> {_MAX_NFA_STATES} NFA states)")
         self.eps.append([])
         self.edges.append([])
         return len(self.eps) - 1
@@ -426,8 +409,10 @@ Fragment = tuple[int, int]  # (start state, end state); the end state accepts
 class _Builder:
     """Builds NFA fragments from ``re``'s parse tree: ``(op, av)`` items in sequences."""
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, state: object, whole_input: bool) -> None:
         self.pattern = pattern
+        self.state = state  # re's parser state, for widths
+        self.whole_input = whole_input
         self.nfa = _NFA()
 
     def _new(self) -> int:
@@ -527,12 +512,20 @@ class _Builder:
         if len(items) == 1 and items[0][0] is _c.BRANCH:
             _, av, fl = items[0]
             return self._union([self.anchored(list(alt), fl) for alt in av[1]])
-        markers = {i: _MARK + k for k, i in enumerate(i for i, (op, av, _) in enumerate(items) if self._is_assertion(op, av))}
+        where = [i for i, (op, av, _) in enumerate(items) if self._is_assertion(op, av)]
+        markers = {i: _MARK + k for k, i in enumerate(where)}
         if not markers:
             frags = [self.item(op, av, fl) for op, av, fl in items]
             return self._concat(*frags) if frags else self._epsilon()
+        if not self.whole_input:
+            widths = [self._width(op, av)[0] for op, av, _ in items]
+            for i in markers:
+                self._check_window(items[i], sum(widths[:i]), sum(widths[i + 1 :]))
         top = _MARK + len(markers) - 1
-        frags = [self._chars(((markers[i],) * 2,)) if i in markers else self.item(op, av, fl) for i, (op, av, fl) in enumerate(items)]
+        frags = [
+            self._chars(((markers[i],) * 2,)) if i in markers else self.item(op, av, fl)
+            for i, (op, av, fl) in enumerate(items)
+        ]
         result = _determinize(self.nfa, *self._concat(*frags), self.pattern)
         for i, mark in markers.items():
             op, av, fl = items[i]
@@ -540,10 +533,36 @@ class _Builder:
             lifted = _with_markers(_determinize(self.nfa, *cond, self.pattern), top)
             if op is _c.ASSERT_NOT:
                 lifted = _product(_any_star(top), lifted, keep_right_accepting=False)
-            parts = [_embed(self.nfa, lifted, self.pattern), self._chars(((mark, mark),)), _embed(self.nfa, _any_star(top), self.pattern)]
-            demand = self._concat(*parts) if behind else self._concat(*reversed(parts))
-            result = _product(result, _determinize(self.nfa, *demand, self.pattern), keep_right_accepting=True)
+            any_star = _embed(self.nfa, _any_star(top), self.pattern)
+            parts = [_embed(self.nfa, lifted, self.pattern), self._chars(((mark, mark),)), any_star]
+            demand = _determinize(self.nfa, *self._concat(*(parts if behind else parts[::-1])), self.pattern)
+            result = _product(result, demand, keep_right_accepting=True)
         return _embed(self.nfa, result, self.pattern, erase_markers=True)
+
+    def _width(self, op: object, av: object) -> tuple[int, int]:
+        """Shortest and longest match of one item (``re``'s own ``getwidth``; assertions are 0)."""
+        return _sre_parse.SubPattern(self.state, [(op, av)]).getwidth()
+
+    def _check_window(self, item: tuple[object, object, int], before: int, after: int) -> None:
+        """Reject an assertion that can look past the match, given at least ``before`` characters
+        of the match precede it and ``after`` follow it. (``^``/``\\A`` with text before them and
+        ``$``/``\\Z`` with enough after are false everywhere, so they are kept: empty language.)"""
+        op, av, flags = item
+        if op is _c.AT:
+            need_after = 2 if av is _c.AT_END and not flags & re.MULTILINE else 1
+            inside = before >= 1 if av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING) else after >= need_after
+            edge = "start" if av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING) else "end"
+        else:
+            direction, sub = av  # type: ignore[misc]
+            width = _sre_parse.SubPattern(self.state, list(sub)).getwidth()[1]
+            inside = before >= width if direction < 0 else width <= after
+            edge = "start" if direction < 0 else "end"
+        if not inside:
+            raise self._unsupported(
+                f"{_describe(op, av, nested=False)} that can look past the {edge} of the match (in a"
+                " terminal that depends on the text around it; use whole_input=True if the regex"
+                " is the whole input)"
+            )
 
     def _is_assertion(self, op: object, av: object) -> bool:
         if op in (_c.ASSERT, _c.ASSERT_NOT):
@@ -559,12 +578,13 @@ class _Builder:
         if op is _c.AT:
             multiline = bool(flags & re.MULTILINE)
             empty = self._epsilon()
+            newline = self._chars(_NEWLINE)
             if av is _c.AT_BEGINNING and multiline:  # ε | Σ*\n
-                return True, self._union([empty, self._concat(self._sigma_star(), self._chars(_NEWLINE))])
+                return True, self._union([empty, self._concat(self._sigma_star(), newline)])
             if av is _c.AT_END and multiline:  # ε | \nΣ*
-                return False, self._union([empty, self._concat(self._chars(_NEWLINE), self._sigma_star())])
+                return False, self._union([empty, self._concat(newline, self._sigma_star())])
             if av is _c.AT_END:  # `$` also matches before a final newline
-                return False, self._union([empty, self._chars(_NEWLINE)])
+                return False, self._union([empty, newline])
             return av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING), empty
         direction, sub = av  # type: ignore[misc]
         inner = self.sequence(sub, flags)
@@ -579,7 +599,8 @@ def _describe(op: object, av: object, *, nested: bool) -> str:
         kind = "lookbehind" if av[0] < 0 else "lookahead"  # type: ignore[index]
         return f"a {'negative ' if op is _c.ASSERT_NOT else ''}{kind}{where}"
     if op is _c.AT:
-        anchors = {_c.AT_BEGINNING: "^", _c.AT_BEGINNING_STRING: "\\A", _c.AT_END: "$", _c.AT_END_STRING: "\\Z"}
+        anchors = {_c.AT_BEGINNING: "^", _c.AT_BEGINNING_STRING: "\\A", _c.AT_END: "$"}
+        anchors[_c.AT_END_STRING] = "\\Z"
         if av in anchors:
             return f"the anchor {anchors[av]}{where}"
         return {_c.AT_BOUNDARY: "the word boundary \\b"}.get(av, "the non-boundary \\B")
@@ -636,7 +657,7 @@ def _determinize(nfa: _NFA, start: int, end: int, pattern: str) -> _CharDFA:
         sid = ids.get(key)
         if sid is None:
             if len(ids) >= _MAX_DFA_STATES:
-                raise UnsupportedGrammarError(f"regex {pattern!r} is too large (over {_MAX_DFA_STATES} DFA states)")
+                raise UnsupportedGrammarError(f"regex {pattern!r} is too large (> {_MAX_DFA_STATES} states)")
             sid = ids[key] = len(ids)
             queue.append(key)
             dfa.segs.append([])
@@ -757,7 +778,7 @@ def _with_markers(dfa: _CharDFA, top: int) -> _CharDFA:
 def _lead_bytes() -> list[tuple[int, int, int, int, int]]:
     """``(lead byte, first code point, continuation bytes, first continuation lo, hi)``; the
     restricted first-continuation ranges exclude overlongs, surrogates and > U+10FFFF."""
-    leads = [(b, (b & 0x1F) << 6, 1, 0x80, 0xBF) for b in range(0xC0, 0xE0)]
+    leads = [(b, (b & 0x1F) << 6, 1, 0x80, 0xBF) for b in range(0xC2, 0xE0)]
     for b in range(0xE0, 0xF0):
         lo, hi = (0xA0, 0xBF) if b == 0xE0 else (0x80, 0x9F) if b == 0xED else (0x80, 0xBF)
         leads.append((b, (b & 0x0F) << 12, 2, lo, hi))
@@ -859,8 +880,8 @@ def _finish(
     num = len(set(cls[:-1]))
     while True:
         sigs: dict[tuple[int, tuple[int, ...]], int] = {}
-        new = [sigs.setdefault((cls[s], tuple(map(cls.__getitem__, rows2[s]))), len(sigs)) for s in range(n)]
-        cls = new + [DEAD]
+        cls = [sigs.setdefault((cls[s], tuple(map(cls.__getitem__, rows2[s]))), len(sigs)) for s in range(n)]
+        cls.append(DEAD)
         if len(sigs) == num:
             break
         num = len(sigs)
@@ -874,7 +895,10 @@ def _finish(
     return tuple(again[0]), frozenset(again[1])
 
 
-def _trim(rows: list[tuple[int, ...]], accepting: set[int], initial: int) -> tuple[list[tuple[int, ...]], set[int]] | None:
+def _trim(
+    rows: list[tuple[int, ...]], accepting: set[int], initial: int
+) -> tuple[list[tuple[int, ...]], set[int]] | None:
+    """Keep the states reachable from ``initial`` that can reach ``accepting``; BFS numbering."""
     order = [initial]
     seen = {initial}
     reverse: dict[int, list[int]] = defaultdict(list)
