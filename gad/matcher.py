@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gad.compiler import CompiledGrammar
+from gad.bitmask import bitmask_words, set_bits, unpack_bitmask
+from gad.compiler import CompiledGrammar, LexemeEntry
 from gad.errors import ConfigurationError, DeadEndError, RollbackError, TokenError
-from gad.parser.earley import EarleyParser, ParserState
+from gad.parser.earley import EarleyParser, EarleySet, ParserState
 
 
 class GrammarMatcher:
@@ -60,27 +61,59 @@ class GrammarMatcher:
         vocabulary cannot spell any continuation. After termination every entry is False.
         This method does not change the matcher state.
         """
-        return torch.from_numpy(self._allowed_array())
+        bits = self._bitmask()
+        return torch.from_numpy(unpack_bitmask(bits, self._tokenizer.vocab_size))
+
+    def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
+        """Write the packed mask into row ``index`` of ``bitmask`` (``int32[batch, ceil(V/32)]``,
+        from `allocate_token_bitmask`); bit ``i % 32`` of word ``i // 32`` is token i.
+        Only the bitmask is changed, not the matcher state."""
+        bits = self._bitmask()
+        if bitmask.dtype != torch.int32 or bitmask.dim() != 2 or bitmask.shape[1] != bits.shape[0]:
+            raise ConfigurationError(
+                f"`bitmask` has to be an int32 tensor of shape (batch, {bits.shape[0]}), "
+                f"but is {tuple(bitmask.shape)} {bitmask.dtype}"
+            )
+        bitmask[index].copy_(torch.from_numpy(bits.view(np.int32)))
 
     def allowed_token_ids(self) -> list[int]:
         """The ids set in `next_token_mask()`, ascending. This method does not change the matcher state."""
-        return np.flatnonzero(self._allowed_array()).tolist()
+        return np.flatnonzero(unpack_bitmask(self._bitmask(), self._tokenizer.vocab_size)).tolist()
 
-    def _allowed_array(self) -> np.ndarray:
-        info = self._tokenizer
-        allowed = np.zeros(info.vocab_size, dtype=np.bool_)
+    def forced_bytes(self, max_bytes: int = 256) -> bytes:
+        """The bytes the grammar forces next (jump-forward), e.g. ``": "`` after a key of a fixed
+        schema: each is the only byte that can follow, and the text is not complete before it.
+        Empty when the next byte is not determined. This method does not change the matcher state."""
         if self._terminated:
-            return allowed
+            return b""
+        parser = self._parser
         state = self._states[-1]
-        _walk_vocabulary(self._parser, state, info.sorted_ids, info.sorted_bytes, info.sorted_lcp, allowed)
+        forced = bytearray()
+        while len(forced) < max_bytes and not parser.is_accepting(state):
+            live = parser.live_bytes(state)
+            if len(live) != 1:
+                break
+            (byte,) = live
+            forced.append(byte)
+            state = parser.advance(state, byte)
+        return bytes(forced)
+
+    def _bitmask(self) -> np.ndarray:
+        """``uint32[ceil(V/32)]`` mask of the current state (fresh array: callers may keep it)."""
+        info = self._tokenizer
+        bits = np.zeros(bitmask_words(info.vocab_size), dtype=np.uint32)
+        if self._terminated:
+            return bits
+        state = self._states[-1]
+        _add_token_masks(self.compiled, state, bits)
         if self._parser.is_accepting(state):
-            allowed[list(info.eos_token_ids)] = True
-        if not allowed.any():
+            set_bits(bits, np.asarray(info.eos_token_ids, dtype=np.int64))
+        if not bits.any():
             raise DeadEndError(
                 f"no token can continue the text after {self.num_accepted} accepted tokens: "
                 "the tokenizer cannot spell any continuation the grammar allows"
             )
-        return allowed
+        return bits
 
     # -- state changes --------------------------------------------------------------------------
 
@@ -156,41 +189,75 @@ class GrammarMatcher:
         return f"GrammarMatcher(accepted={self.num_accepted}, {status})"
 
 
-def _walk_vocabulary(
-    parser: EarleyParser,
-    state: ParserState,
-    ids: list[int],
-    tokens: list[bytes],
-    lcp: list[int],
-    allowed: np.ndarray,
-) -> None:
-    """Set ``allowed[id]`` for every token whose bytes the parser accepts from ``state``.
-
-    ``tokens`` is sorted and ``lcp[i]`` is the length of the prefix token i shares with token i-1,
-    so ``stack[d]`` (the state after the first d bytes of the current token) is reused by the next
-    token for its first ``lcp`` bytes; a byte rejected at depth d rejects every following token
-    that shares those d+1 bytes.
-    """
-    advance = parser.advance
-    stack = [state]
-    count = len(ids)
-    i = 0
-    while i < count:
-        token = tokens[i]
-        depth = lcp[i]
-        del stack[depth + 1 :]
-        current = stack[depth]
-        length = len(token)
-        while depth < length:
-            current = advance(current, token[depth])
-            if current is None:
-                break
-            stack.append(current)
-            depth += 1
-        if current is None:
-            i += 1
-            while i < count and lcp[i] > depth:
-                i += 1
+def _add_token_masks(compiled: CompiledGrammar, state: ParserState, bits: np.ndarray) -> None:
+    """OR into ``bits`` every token some lexeme of ``state`` accepts: the precomputed
+    context-independent set, plus the context-dependent tokens confirmed for the lexeme's origin
+    (memoised on the origin set, so a long string or number re-checks nothing)."""
+    entries = compiled.entries
+    seen = set()
+    for lexeme in state.lexemes:
+        if lexeme in seen:
             continue
-        allowed[ids[i]] = True
-        i += 1
+        seen.add(lexeme)
+        terminal, origin, dfa_state = lexeme
+        entry = entries[terminal][dfa_state]
+        np.bitwise_or(bits, entry.accepted.packed(), out=bits)
+        if not entry.split_tokens.size:
+            continue
+        key = (terminal, dfa_state)
+        confirmed = origin.split_cache.get(key)
+        if confirmed is None:
+            after = compiled.parser.scan_terminal(terminal, origin).earley_set
+            confirmed = _confirm_splits(compiled, entry, after)
+            origin.split_cache[key] = confirmed
+        if confirmed.size:
+            set_bits(bits, confirmed)
+
+
+def _confirm_splits(compiled: CompiledGrammar, entry: LexemeEntry, after: EarleySet) -> np.ndarray:
+    """Token ids of ``entry``'s context-dependent pairs accepted once the terminal has ended at
+    Earley set ``after``: a suffix that stays inside an expected terminal is accepted outright
+    (vectorised over the pairs); one that ends an expected terminal and goes on is resolved by
+    `_suffix_accepted`."""
+    expected = _expected_terminals(compiled, after)
+    accepted = np.zeros(entry.split_tokens.shape[0], dtype=np.bool_)
+    accepted[entry.inside_pairs[expected[entry.inside_terminals]]] = True
+    to_check = entry.resplit_pairs[expected[entry.resplit_terminals]]
+    if to_check.size:
+        token_bytes = compiled.tokenizer_info.token_bytes
+        tokens, splits = entry.split_tokens, entry.split_at
+        done = set(tokens[accepted].tolist())  # a token needs one accepted split, not all
+        for pair in np.unique(to_check).tolist():
+            token = int(tokens[pair])
+            if token not in done and _suffix_accepted(compiled, after, token_bytes[token][splits[pair] :]):
+                accepted[pair] = True
+                done.add(token)
+    return np.unique(entry.split_tokens[accepted]).astype(np.int64)
+
+
+def _suffix_accepted(compiled: CompiledGrammar, earley_set: EarleySet, data: bytes) -> bool:
+    """Whether ``data`` can be read from the terminal boundary ``earley_set``: some expected
+    terminal reads all of it, or ends after k bytes and the rest is accepted from the set that
+    ending it yields. Exact, memoised per set; the only parser work is one Earley completion per
+    (set, terminal), itself cached."""
+    verdict = earley_set.split_cache.get(data)
+    if verdict is None:
+        inside, splits = compiled.reading(data)
+        expected = _expected_terminals(compiled, earley_set)
+        verdict = any(expected[t] for t in inside) or any(
+            expected[t] and _suffix_accepted(compiled, compiled.parser.scan_terminal(t, earley_set).earley_set, data[k:])
+            for t, k in splits
+        )
+        earley_set.split_cache[data] = verdict
+    return verdict
+
+
+def _expected_terminals(compiled: CompiledGrammar, earley_set: EarleySet) -> np.ndarray:
+    """``bool[num terminals]``: the terminals (and %ignore terminals) that may start at the set."""
+    expected = earley_set.split_cache.get(None)
+    if expected is None:
+        tables = compiled.parser.tables
+        expected = np.zeros(len(tables.terminal_names), dtype=np.bool_)
+        expected[[t for t, _, _ in earley_set.starts]] = True
+        earley_set.split_cache[None] = expected
+    return expected

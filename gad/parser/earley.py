@@ -48,10 +48,11 @@ class EarleyTables:
         self.dfa_accepting = [
             [q in dfa.accepting for q in range(len(dfa.table))] for dfa in dfas
         ]
-        # A state with no live successor cannot extend the lexeme: drop it after scanning.
-        self.dfa_continues = [
-            [any(nxt >= 0 for nxt in row) for row in dfa.table] for dfa in dfas
+        self.dfa_live_bytes = [
+            [frozenset(b for b, nxt in enumerate(row) if nxt >= 0) for row in dfa.table] for dfa in dfas
         ]
+        # A state with no live successor cannot extend the lexeme: drop it after scanning.
+        self.dfa_continues = [[bool(live) for live in rows] for rows in self.dfa_live_bytes]
 
         # Rule 0 is the augmented start rule $accept -> start.
         self.rule_lhs = [0]
@@ -84,7 +85,7 @@ class EarleyTables:
 class EarleySet:
     """The closed set of Earley items at one terminal boundary. Immutable after construction."""
 
-    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "goto", "__weakref__")
+    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "goto", "split_cache", "__weakref__")
 
     def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet]) -> None:
         items: set[Item] = set()
@@ -140,6 +141,9 @@ class EarleySet:
         # (a mask's trie walk builds thousands) do not stay alive through the root set.
         self.goto: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.starts: tuple = ()
+        # Run-time memo of the mask code: context-dependent tokens accepted by lexemes that
+        # started here, keyed by (terminal, DFA state). Valid forever: the set is immutable.
+        self.split_cache: dict = {}
 
 
 class ParserState:
@@ -203,12 +207,25 @@ class EarleyParser:
                 completed.append((terminal, origin))
         if not completed:
             return ParserState(tuple(kept), None) if kept else None
-        new_set = self._scan(completed)
+        new_set = self._complete(completed)
         if not kept and not new_set.starts and not new_set.accepting:
             return None
         return ParserState(tuple(kept) + new_set.starts, new_set)
 
-    def _scan(self, completed: list[tuple[int, EarleySet]]) -> EarleySet:
+    def scan_terminal(self, terminal: int, origin: EarleySet) -> ParserState:
+        """The state right after ``terminal``, started at ``origin``, ends (nothing else read)."""
+        new_set = self._complete([(terminal, origin)])
+        return ParserState(new_set.starts, new_set)
+
+    def live_bytes(self, state: ParserState) -> set[int]:
+        """The bytes that can come next (each keeps some lexeme alive)."""
+        live_bytes = self.tables.dfa_live_bytes
+        result: set[int] = set()
+        for terminal, _, dfa_state in state.lexemes:
+            result |= live_bytes[terminal][dfa_state]
+        return result
+
+    def _complete(self, completed: list[tuple[int, EarleySet]]) -> EarleySet:
         """The Earley set reached when the terminals in ``completed`` end at the same byte."""
         first_origin = completed[0][1]
         if all(origin is first_origin for _, origin in completed):
