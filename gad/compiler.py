@@ -31,7 +31,7 @@ import numpy as np
 from gad.bitmask import bitmask_words, pack_bool_mask
 from gad.errors import ConfigurationError, GadError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
-from gad.grammar.regex import ByteDFA, compile_regex
+from gad.grammar.regex import ByteDFA
 from gad.parser.earley import EarleyParser, EarleyTables
 from gad.tokenizer import TokenizerInfo
 
@@ -530,12 +530,17 @@ def _grammar_to_json(grammar: Grammar) -> dict:
     return {
         "start": grammar.start,
         "rules": [[rule.lhs, list(rule.rhs)] for rule in grammar.rules],
-        "terminals": {name: t.regex for name, t in sorted(grammar.terminals.items())},
+        "terminals": {
+            name: [t.regex, t.whole_input, t.shortest] for name, t in sorted(grammar.terminals.items())
+        },
         "ignore": list(grammar.ignore),
     }
 
 
 def _grammar_from_json(data: dict) -> Grammar:
-    terminals = {name: Terminal(name, regex, compile_regex(regex, name=name)) for name, regex in data["terminals"].items()}
+    terminals = {
+        name: Terminal.compile(name, regex, whole_input=whole_input, shortest=shortest)
+        for name, (regex, whole_input, shortest) in data["terminals"].items()
+    }
     rules = [Rule(lhs, tuple(rhs)) for lhs, rhs in data["rules"]]
     return Grammar(rules, terminals, start=data["start"], ignore=tuple(data["ignore"]), source=SourceText("<compiled>", ""))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import lark
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,8 @@ from gad.errors import (
 )
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
+# Every single byte is a token: matchers then accept exactly the grammar's byte strings.
+BYTES = gad.TokenizerInfo.from_vocab([b"<eos>"] + [bytes([b]) for b in range(256)], eos_token_id=0)
 
 
 @pytest.mark.parametrize("name", ["json", "arithmetic", "ambiguous"])
@@ -117,3 +121,37 @@ def test_mutated_grammars_never_raise_a_foreign_exception(position, cut, insert)
         gad.Grammar.from_lark(text)
     except GadError:
         pass
+
+
+def test_lazy_terminals_mean_what_lark_lexes():
+    """lark's ESCAPED_STRING is lazy (`".*?..."`): its lexer ends the string at the first
+    unescaped quote, so `"a"b"` is not one string, although the regex fully matches it."""
+    text = 'start: "[" ESCAPED_STRING ("," ESCAPED_STRING)* "]"\n%import common.ESCAPED_STRING\n'
+    grammar = gad.Grammar.from_lark(text)
+    assert grammar.terminals["ESCAPED_STRING"].shortest
+    lark_parser = lark.Lark(text, parser="earley", lexer="dynamic_complete")
+    for document, expected in [('["a"b"]', False), ('["a","b"]', True), ('["a\\"b"]', True), ('[""]', True)]:
+        matcher = gad.GrammarMatcher(gad.GrammarCompiler(BYTES).compile(grammar))
+        assert (matcher.accept_string(document) and matcher.is_accepting()) == expected
+        try:
+            lark_parser.parse(document)
+            assert expected
+        except lark.exceptions.LarkError:
+            assert not expected
+
+
+@pytest.mark.parametrize(
+    "pattern, accepted, rejected",
+    [
+        (r"\d{3}-\d{4}", ["555-1234"], ["5551234", "555-123", "555-12345"]),
+        (r"^(yes|no)$", ["yes", "no"], ["yesno", "maybe", ""]),
+        (r"[a-z]+@[a-z]+\.(com|org)", ["a@b.com", "zz@ex.org"], ["a@b.net", "@b.com"]),
+        (r"(?i:select) \w+", ["SELECT x", "select é"], ["selectx", "SELECT"]),
+    ],
+)
+def test_from_regex_language_equals_python_re(pattern, accepted, rejected):
+    compiled = gad.GrammarCompiler(BYTES).compile(gad.Grammar.from_regex(pattern))
+    for text in accepted + rejected:
+        matcher = gad.GrammarMatcher(compiled)
+        ok = matcher.accept_string(text) and matcher.is_accepting()
+        assert ok == (re.fullmatch(pattern, text) is not None) == (text in accepted), text

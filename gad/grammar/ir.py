@@ -23,11 +23,24 @@ from gad.grammar.regex import ByteDFA, compile_regex
 
 @dataclass(frozen=True)
 class Terminal:
-    """A named regular language over bytes."""
+    """A named regular language over bytes.
+
+    ``whole_input``: the regex describes a whole output, so ``^``/``$`` and lookarounds at its
+    edges are allowed (`Grammar.from_regex`). ``shortest``: only the matches with no proper prefix
+    in the language — what a lazy pattern such as lark's ``ESCAPED_STRING`` (``".*?..."``) matches
+    in lark's lexer, whose full-match language would also contain ``"a"b"``.
+    """
 
     name: str
     regex: str
     dfa: ByteDFA = field(repr=False, compare=False)
+    whole_input: bool = False
+    shortest: bool = False
+
+    @classmethod
+    def compile(cls, name: str, regex: str, *, whole_input: bool = False, shortest: bool = False) -> Terminal:
+        dfa = compile_regex(regex, name=name, whole_input=whole_input)
+        return cls(name, regex, dfa.shortest_matches() if shortest else dfa, whole_input, shortest)
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,7 @@ class Grammar:
     def from_regex(cls, pattern: str) -> Grammar:
         """A grammar whose language is the regular language of ``pattern`` (Python `re` syntax)."""
         source = SourceText("<regex>", pattern)
-        terminal = Terminal("REGEX", pattern, compile_regex(pattern, name="REGEX"))
+        terminal = Terminal.compile("REGEX", pattern, whole_input=True)
         return cls([Rule("start", ("REGEX",))], {"REGEX": terminal}, source=source)
 
     # -- validation -------------------------------------------------------------------------------
