@@ -113,6 +113,15 @@ class CompiledGrammar:
         self.parser = EarleyParser(EarleyTables(grammar))
         self.entries = entries
         self._readings: dict[bytes, tuple[frozenset[int], tuple[tuple[int, int], ...]]] = {}
+        # Pay the one-off expansions now rather than in the first masks: the bitsets that masks
+        # OR together, and how terminals read the suffixes the parser may have to check.
+        token_bytes = tokenizer_info.token_bytes
+        for row in entries:
+            for entry in row:
+                entry.accepted.packed()
+                tokens, splits = entry.split_tokens.tolist(), entry.split_at.tolist()
+                for pair in set(entry.resplit_pairs.tolist()):
+                    self.reading(token_bytes[tokens[pair]][splits[pair] :])
 
     @property
     def vocab_size(self) -> int:
@@ -249,7 +258,7 @@ class GrammarCompiler:
             self._vocabulary = _Vocabulary(self.tokenizer_info)
         tables = EarleyTables(grammar)
         follow = _terminal_follow(tables)
-        context = _FollowContext([grammar.terminals[n].dfa for n in tables.terminal_names], follow)
+        context = _FollowContext([grammar.terminals[n].dfa for n in tables.terminal_names], follow, tables.ignore_ids)
         entries = []
         for t, name in enumerate(tables.terminal_names):
             dfa = grammar.terminals[name].dfa
@@ -357,12 +366,15 @@ def _entry(
     suffixes = [vocab.token_bytes[t][k:] for t, k in zip(token_ids.tolist(), split_at.tolist())]
     inside, resplit = _follower_readings(suffixes, followers)
     # Context expansion: a suffix that ends follower F and goes on is kept only if what comes
-    # after F can be read by a terminal that may follow F, and so on to the suffix's end.
-    plausible = np.array(
-        [context.readable_within(int(f), suffixes[p]) for p, f in zip(resplit[0].tolist(), resplit[1].tolist())],
-        dtype=np.bool_,
-    )
-    resplit = (resplit[0][plausible], resplit[1][plausible])
+    # after F can be read by a terminal that may follow F, and so on to the suffix's end. If
+    # %ignore terminals alone can read the rest, F being expected decides it: count it inside F.
+    plausible, ignorable = [], []
+    for p, f in zip(resplit[0].tolist(), resplit[1].tolist()):
+        plausible.append(context.readable_within(f, suffixes[p]))
+        ignorable.append(plausible[-1] and context.ends_then_ignorable(f, suffixes[p]))
+    plausible, ignorable = np.array(plausible, dtype=np.bool_), np.array(ignorable, dtype=np.bool_)
+    inside = (np.concatenate([inside[0], resplit[0][ignorable]]), np.concatenate([inside[1], resplit[1][ignorable]]))
+    resplit = (resplit[0][plausible & ~ignorable], resplit[1][plausible & ~ignorable])
     # Pairs no follower can read are rejected in every context: drop them.
     keep = np.zeros(len(suffixes), dtype=np.bool_)
     keep[inside[0]] = True
@@ -429,9 +441,10 @@ class _FollowContext:
     the grammar allows to follow one another (FOLLOW sets)? An over-approximation of the parser,
     used at compile time to drop context-dependent tokens no context could accept."""
 
-    def __init__(self, dfas: list[ByteDFA], follow: list[set[int]]) -> None:
+    def __init__(self, dfas: list[ByteDFA], follow: list[set[int]], ignore: tuple[int, ...]) -> None:
         self.dfas = dfas
         self.follow = [sorted(f) for f in follow]
+        self.ignore = ignore
         self._memo: dict[tuple[int, bytes], bool] = {}
 
     def readable_within(self, terminal: int, data: bytes) -> bool:
@@ -453,6 +466,33 @@ class _FollowContext:
                 verdict = True
             self._memo[key] = verdict
         return verdict
+
+    def ends_then_ignorable(self, terminal: int, data: bytes) -> bool:
+        """Can ``terminal`` end inside ``data`` with only %ignore terminals reading the rest?"""
+        dfa = self.dfas[terminal]
+        state = dfa.initial
+        for position, byte in enumerate(data):
+            state = dfa.table[state][byte]
+            if state < 0:
+                return False
+            if state in dfa.accepting and position + 1 < len(data) and self._ignorable(data[position + 1 :]):
+                return True
+        return False
+
+    def _ignorable(self, data: bytes) -> bool:
+        """Is ``data`` a sequence of %ignore terminals? (Each may also end inside it.)"""
+        return any(self._ignore_reads(g, data) for g in self.ignore)
+
+    def _ignore_reads(self, terminal: int, data: bytes) -> bool:
+        dfa = self.dfas[terminal]
+        state = dfa.initial
+        for position, byte in enumerate(data):
+            state = dfa.table[state][byte]
+            if state < 0:
+                return False
+            if state in dfa.accepting and position + 1 < len(data) and self._ignorable(data[position + 1 :]):
+                return True
+        return True
 
     def readable_after(self, terminal: int, data: bytes) -> bool:
         """Can ``data`` be read right after ``terminal`` ended?"""

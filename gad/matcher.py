@@ -207,7 +207,7 @@ def _add_token_masks(compiled: CompiledGrammar, state: ParserState, bits: np.nda
         key = (terminal, dfa_state)
         confirmed = origin.split_cache.get(key)
         if confirmed is None:
-            after = compiled.parser.scan_terminal(terminal, origin).earley_set
+            after = _after(compiled, origin, terminal)
             confirmed = _confirm_splits(compiled, entry, after)
             origin.split_cache[key] = confirmed
         if confirmed.size:
@@ -225,14 +225,14 @@ def _confirm_splits(compiled: CompiledGrammar, entry: LexemeEntry, after: Earley
     to_check = entry.resplit_pairs[expected[entry.resplit_terminals]]
     if to_check.size:
         token_bytes = compiled.tokenizer_info.token_bytes
-        tokens, splits = entry.split_tokens, entry.split_at
-        done = set(tokens[accepted].tolist())  # a token needs one accepted split, not all
-        for pair in np.unique(to_check).tolist():
-            token = int(tokens[pair])
+        tokens, splits = entry.split_tokens.tolist(), entry.split_at.tolist()
+        done = set(entry.split_tokens[accepted].tolist())  # a token needs one accepted split, not all
+        for pair in sorted(set(to_check.tolist())):
+            token = tokens[pair]
             if token not in done and _suffix_accepted(compiled, after, token_bytes[token][splits[pair] :]):
                 accepted[pair] = True
                 done.add(token)
-    return np.unique(entry.split_tokens[accepted]).astype(np.int64)
+    return np.array(sorted(set(entry.split_tokens[accepted].tolist())), dtype=np.int64)
 
 
 def _suffix_accepted(compiled: CompiledGrammar, earley_set: EarleySet, data: bytes) -> bool:
@@ -240,16 +240,29 @@ def _suffix_accepted(compiled: CompiledGrammar, earley_set: EarleySet, data: byt
     terminal reads all of it, or ends after k bytes and the rest is accepted from the set that
     ending it yields. Exact, memoised per set; the only parser work is one Earley completion per
     (set, terminal), itself cached."""
-    verdict = earley_set.split_cache.get(data)
+    cache = earley_set.split_cache
+    verdict = cache.get(data)
     if verdict is None:
         inside, splits = compiled.reading(data)
-        expected = _expected_terminals(compiled, earley_set)
-        verdict = any(expected[t] for t in inside) or any(
-            expected[t] and _suffix_accepted(compiled, compiled.parser.scan_terminal(t, earley_set).earley_set, data[k:])
-            for t, k in splits
-        )
-        earley_set.split_cache[data] = verdict
+        expected = earley_set.expected
+        verdict = not inside.isdisjoint(expected)
+        if not verdict:
+            for terminal, k in splits:
+                if terminal in expected and _suffix_accepted(compiled, _after(compiled, earley_set, terminal), data[k:]):
+                    verdict = True
+                    break
+        cache[data] = verdict
     return verdict
+
+
+def _after(compiled: CompiledGrammar, earley_set: EarleySet, terminal: int) -> EarleySet:
+    """The set once ``terminal`` started at ``earley_set`` ends, held strongly by ``earley_set``
+    (the parser's own goto cache is weak) so that the suffixes of one mask share it."""
+    key = (None, terminal)
+    after = earley_set.split_cache.get(key)
+    if after is None:
+        after = earley_set.split_cache[key] = compiled.parser.scan_terminal(terminal, earley_set)
+    return after
 
 
 def _expected_terminals(compiled: CompiledGrammar, earley_set: EarleySet) -> np.ndarray:
@@ -258,6 +271,6 @@ def _expected_terminals(compiled: CompiledGrammar, earley_set: EarleySet) -> np.
     if expected is None:
         tables = compiled.parser.tables
         expected = np.zeros(len(tables.terminal_names), dtype=np.bool_)
-        expected[[t for t, _, _ in earley_set.starts]] = True
+        expected[list(earley_set.expected)] = True
         earley_set.split_cache[None] = expected
     return expected

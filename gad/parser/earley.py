@@ -83,11 +83,16 @@ class EarleyTables:
 
 
 class EarleySet:
-    """The closed set of Earley items at one terminal boundary. Immutable after construction."""
+    """The closed set of Earley items at one terminal boundary. Immutable once built.
 
-    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "goto", "split_cache", "__weakref__")
+    ``waiting[n]``: items whose dot is before nonterminal n (completion advances them);
+    ``scan[t]``: items whose dot is before terminal t; ``starts``: the lexemes that begin here
+    (every expected terminal and every %ignore terminal, in its DFA's initial state).
+    """
 
-    def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet]) -> None:
+    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "expected", "goto", "split_cache", "__weakref__")
+
+    def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet], root: EarleySet | None) -> None:
         items: set[Item] = set()
         waiting: dict[int, list[Item]] = {}
         scan: dict[int, list[Item]] = {}
@@ -104,13 +109,15 @@ class EarleySet:
         next_symbol, rule_lhs, rules_of, nullable = (
             tables.next_symbol, tables.rule_lhs, tables.rules_of, tables.nullable
         )
+        # Items predicted here point at `self` as their origin; `self.waiting` is the dict being
+        # filled, which completion of an empty rule never needs (see the nullable step below).
+        self.waiting = waiting
         while agenda:
             item = agenda.pop()
             rule, dot, origin = item
             symbol = next_symbol[rule][dot]
             if symbol is None:  # complete: advance the items in the origin set waiting for lhs
-                parents = (waiting if origin is None else origin.waiting).get(rule_lhs[rule], ())
-                for p_rule, p_dot, p_origin in parents:
+                for p_rule, p_dot, p_origin in origin.waiting.get(rule_lhs[rule], ()):
                     new = (p_rule, p_dot + 1, p_origin)
                     if new not in items:
                         items.add(new)
@@ -119,7 +126,7 @@ class EarleySet:
                 if symbol not in waiting:
                     waiting[symbol] = []
                     for r in rules_of[symbol]:
-                        new = (r, 0, None)
+                        new = (r, 0, self)
                         if new not in items:
                             items.add(new)
                             agenda.append(new)
@@ -131,18 +138,17 @@ class EarleySet:
                         agenda.append(new)
             else:
                 scan.setdefault(~symbol, []).append(item)
-        self.items = frozenset(items)
-        self.waiting = waiting
+        self.items = items
         self.scan = scan
-        # Items predicted here carry origin None (= this set) while the set is being built;
-        # `EarleyParser._make_set` resolves None to the finished set.
-        self.accepting = False
-        # Sets reached by scanning terminals from here; weak, so explored-but-dropped states
-        # (a mask's trie walk builds thousands) do not stay alive through the root set.
-        self.goto: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self.starts: tuple = ()
-        # Run-time memo of the mask code: context-dependent tokens accepted by lexemes that
-        # started here, keyed by (terminal, DFA state). Valid forever: the set is immutable.
+        self.accepting = (0, 1, root or self) in items
+        lexeme_terminals = list(scan) + list(tables.ignore_ids)
+        initial = tables.dfa_initial
+        self.starts = tuple((t, self, initial[t]) for t in lexeme_terminals)
+        self.expected = frozenset(lexeme_terminals)
+        # Sets reached by scanning terminals from here (created on first use); weak, so the
+        # states a mask explores and drops do not stay alive through the root set.
+        self.goto: weakref.WeakValueDictionary | None = None
+        # Run-time memo of the mask code (see `gad.matcher`). Valid forever: the set is immutable.
         self.split_cache: dict = {}
 
 
@@ -165,26 +171,11 @@ class EarleyParser:
 
     def __init__(self, tables: EarleyTables) -> None:
         self.tables = tables
-        self.root = self._make_set([(0, 0, None)], [], root=None)
+        # The root set's kernel is the augmented start item (rule 0, dot 0), whose origin is
+        # the root itself: allocate the object first so the item can point at it.
+        self.root = EarleySet.__new__(EarleySet)
+        EarleySet.__init__(self.root, tables, [(0, 0, self.root)], [], None)
         self.initial = ParserState(self.root.starts, self.root)
-
-    def _make_set(self, kernel: list[Item], copied: list[EarleySet], root: EarleySet | None) -> EarleySet:
-        earley_set = EarleySet(self.tables, kernel, copied)
-        if root is None:
-            root = earley_set
-        # Resolve the "this set" placeholder (origin None) now that the object exists.
-        earley_set.items = frozenset(
-            (r, d, earley_set if o is None else o) for r, d, o in earley_set.items
-        )
-        for key, items in earley_set.waiting.items():
-            earley_set.waiting[key] = [(r, d, earley_set if o is None else o) for r, d, o in items]
-        for key, items in earley_set.scan.items():
-            earley_set.scan[key] = [(r, d, earley_set if o is None else o) for r, d, o in items]
-        earley_set.accepting = (0, 1, root) in earley_set.items
-        tables = self.tables
-        lexeme_terminals = list(earley_set.scan) + list(tables.ignore_ids)
-        earley_set.starts = tuple((t, earley_set, tables.dfa_initial[t]) for t in lexeme_terminals)
-        return earley_set
 
     def is_accepting(self, state: ParserState) -> bool:
         """True when the bytes so far form a complete sentence."""
@@ -212,10 +203,9 @@ class EarleyParser:
             return None
         return ParserState(tuple(kept) + new_set.starts, new_set)
 
-    def scan_terminal(self, terminal: int, origin: EarleySet) -> ParserState:
-        """The state right after ``terminal``, started at ``origin``, ends (nothing else read)."""
-        new_set = self._complete([(terminal, origin)])
-        return ParserState(new_set.starts, new_set)
+    def scan_terminal(self, terminal: int, origin: EarleySet) -> EarleySet:
+        """The Earley set right after ``terminal``, started at ``origin``, ends."""
+        return self._complete([(terminal, origin)])
 
     def live_bytes(self, state: ParserState) -> set[int]:
         """The bytes that can come next (each keeps some lexeme alive)."""
@@ -230,7 +220,7 @@ class EarleyParser:
         first_origin = completed[0][1]
         if all(origin is first_origin for _, origin in completed):
             key = tuple(sorted({terminal for terminal, _ in completed}))
-            cached = first_origin.goto.get(key)
+            cached = first_origin.goto.get(key) if first_origin.goto is not None else None
             if cached is not None:
                 return cached
         else:
@@ -246,8 +236,10 @@ class EarleyParser:
         if not kernel and len(copied) == 1:
             result = copied[0]  # only whitespace was read: the configuration is unchanged
         else:
-            result = self._make_set(kernel, copied, self.root)
+            result = EarleySet(self.tables, kernel, copied, self.root)
         if key is not None:
+            if first_origin.goto is None:
+                first_origin.goto = weakref.WeakValueDictionary()
             first_origin.goto[key] = result
         return result
 
