@@ -4,9 +4,10 @@ The matcher keeps one immutable `ParserState` per accepted token, so `rollback(k
 and `fork()` copies a list of references: neither copies any parser data.
 
 Masks are exact: token t is allowed iff its bytes extend the text so far to a prefix of some
-sentence of the grammar (EOS: iff the text so far is a sentence). They are computed by walking the
-tokenizer's sorted vocabulary as a prefix trie: tokens sharing a prefix share the parser work for
-it, and once a prefix is rejected its whole subtree is skipped.
+sentence of the grammar (EOS: iff the text so far is a sentence). A mask is the OR of the
+compiler's per-(terminal, DFA state) token sets for the live lexemes, plus the context-dependent
+tokens the parser confirms (see `gad.compiler`); confirmations are memoised on Earley sets, which
+are immutable, so they stay valid for every matcher and fork that reaches the same set.
 """
 
 from __future__ import annotations
