@@ -86,8 +86,10 @@ class LexemeEntry:
     ``token_bytes[split_tokens[i]][split_at[i]:]``. Whether that suffix is accepted depends on
     which terminals the parser expects once the terminal has ended, so for every follower
     terminal F the compiler records (as parallel arrays of pair index and terminal id) whether
-    the suffix stays inside F (``inside_*``: accepted iff F is expected) or ends F and goes on
-    (``resplit_*``: the parser must decide).
+    the suffix stays inside F (``inside_*``: accepted iff F is expected), ends F and stays inside
+    a terminal G that may follow F (``chain_*``: accepted iff F is expected and then G), or goes
+    on further (``resplit_*``: the parser decides). %ignore terminals at the end of a suffix are
+    absorbed into the reading before them (they are expected everywhere).
     """
 
     accepted: TokenSet
@@ -95,10 +97,16 @@ class LexemeEntry:
     split_at: np.ndarray  # int32[P]
     inside_pairs: np.ndarray  # int32
     inside_terminals: np.ndarray  # int32
+    chain_pairs: np.ndarray  # int32
+    chain_first: np.ndarray  # int32
+    chain_second: np.ndarray  # int32
     resplit_pairs: np.ndarray  # int32
     resplit_terminals: np.ndarray  # int32
 
-    ARRAYS = ("split_tokens", "split_at", "inside_pairs", "inside_terminals", "resplit_pairs", "resplit_terminals")
+    ARRAYS = (
+        "split_tokens", "split_at", "inside_pairs", "inside_terminals", "chain_pairs", "chain_first",
+        "chain_second", "resplit_pairs", "resplit_terminals",
+    )
 
 
 class CompiledGrammar:
@@ -368,26 +376,47 @@ def _entry(
     # Context expansion: a suffix that ends follower F and goes on is kept only if what comes
     # after F can be read by a terminal that may follow F, and so on to the suffix's end. If
     # %ignore terminals alone can read the rest, F being expected decides it: count it inside F.
-    plausible, ignorable = [], []
+    chain_pairs, chain_first, chain_second, deep_pairs, deep_first = [], [], [], [], []
+    inside_pairs, inside_terms = inside[0].tolist(), inside[1].tolist()
     for p, f in zip(resplit[0].tolist(), resplit[1].tolist()):
-        plausible.append(context.readable_within(f, suffixes[p]))
-        ignorable.append(plausible[-1] and context.ends_then_ignorable(f, suffixes[p]))
-    plausible, ignorable = np.array(plausible, dtype=np.bool_), np.array(ignorable, dtype=np.bool_)
-    inside = (np.concatenate([inside[0], resplit[0][ignorable]]), np.concatenate([inside[1], resplit[1][ignorable]]))
-    resplit = (resplit[0][plausible & ~ignorable], resplit[1][plausible & ~ignorable])
+        if not context.readable_within(f, suffixes[p]):
+            continue
+        if context.ends_then_ignorable(f, suffixes[p]):
+            inside_pairs.append(p)
+            inside_terms.append(f)
+            continue
+        seconds, deeper = context.chains(f, suffixes[p])
+        for g in seconds:
+            chain_pairs.append(p)
+            chain_first.append(f)
+            chain_second.append(g)
+        if deeper:
+            deep_pairs.append(p)
+            deep_first.append(f)
     # Pairs no follower can read are rejected in every context: drop them.
     keep = np.zeros(len(suffixes), dtype=np.bool_)
-    keep[inside[0]] = True
-    keep[resplit[0]] = True
+    keep[inside_pairs] = True
+    keep[chain_pairs] = True
+    keep[deep_pairs] = True
     renumber = np.cumsum(keep) - 1
+
+    def pairs(indices: list[int]) -> np.ndarray:
+        return renumber[np.array(indices, dtype=np.int64)].astype(np.int32)
+
+    def terminals(ids: list[int]) -> np.ndarray:
+        return np.array(ids, dtype=np.int32)
+
     return LexemeEntry(
         TokenSet.from_bool(allowed),
         token_ids[keep],
         split_at[keep],
-        renumber[inside[0]].astype(np.int32),
-        inside[1],
-        renumber[resplit[0]].astype(np.int32),
-        resplit[1],
+        pairs(inside_pairs),
+        terminals(inside_terms),
+        pairs(chain_pairs),
+        terminals(chain_first),
+        terminals(chain_second),
+        pairs(deep_pairs),
+        terminals(deep_first),
     )
 
 
@@ -478,6 +507,29 @@ class _FollowContext:
             if state in dfa.accepting and position + 1 < len(data) and self._ignorable(data[position + 1 :]):
                 return True
         return False
+
+    def chains(self, terminal: int, data: bytes) -> tuple[set[int], bool]:
+        """Where ``terminal`` ends inside ``data``: the followers G that read all the rest (or end
+        with only %ignore terminals after them), and whether some rest needs a longer chain."""
+        dfa = self.dfas[terminal]
+        state = dfa.initial
+        seconds: set[int] = set()
+        deeper = False
+        for position, byte in enumerate(data):
+            state = dfa.table[state][byte]
+            if state < 0:
+                break
+            if state in dfa.accepting and position + 1 < len(data):
+                rest = data[position + 1 :]
+                for g in self.follow[terminal]:
+                    if self._reads_to_end(g, rest) or self.ends_then_ignorable(g, rest):
+                        seconds.add(g)
+                    elif self.readable_within(g, rest):
+                        deeper = True
+        return seconds, deeper
+
+    def _reads_to_end(self, terminal: int, data: bytes) -> bool:
+        return self.dfas[terminal].walk(self.dfas[terminal].initial, data) >= 0
 
     def _ignorable(self, data: bytes) -> bool:
         """Is ``data`` a sequence of %ignore terminals? (Each may also end inside it.)"""

@@ -217,12 +217,21 @@ def _add_token_masks(compiled: CompiledGrammar, state: ParserState, bits: np.nda
 
 def _confirm_splits(compiled: CompiledGrammar, entry: LexemeEntry, after: EarleySet) -> np.ndarray:
     """Token ids of ``entry``'s context-dependent pairs accepted once the terminal has ended at
-    Earley set ``after``: a suffix that stays inside an expected terminal is accepted outright
-    (vectorised over the pairs); one that ends an expected terminal and goes on is resolved by
-    `_suffix_accepted`."""
+    Earley set ``after``: a suffix that stays inside an expected terminal, or inside a terminal
+    expected after one that is, is decided by array lookups over all pairs at once; longer
+    chains are resolved by `_suffix_accepted`."""
     expected = _expected_terminals(compiled, after)
     accepted = np.zeros(entry.split_tokens.shape[0], dtype=np.bool_)
     accepted[entry.inside_pairs[expected[entry.inside_terminals]]] = True
+    if entry.chain_pairs.size:
+        first_ok = expected[entry.chain_first]
+        if first_ok.any():
+            # Row F of `then`: what is expected once terminal F, started here, has ended.
+            then = np.zeros((expected.shape[0], expected.shape[0]), dtype=np.bool_)
+            for first in set(entry.chain_first[first_ok].tolist()):
+                then[first] = _expected_terminals(compiled, _after(compiled, after, first))
+            ok = first_ok & then[entry.chain_first, entry.chain_second]
+            accepted[entry.chain_pairs[ok]] = True
     to_check = entry.resplit_pairs[expected[entry.resplit_terminals]]
     if to_check.size:
         token_bytes = compiled.tokenizer_info.token_bytes
