@@ -574,7 +574,7 @@ def _terminal_follow(tables: EarleyTables) -> list[set[int]]:
                 if not add <= first[lhs]:
                     first[lhs] |= add
                     changed = True
-                if symbol < 0 or symbol not in tables.nullable:
+                if symbol not in tables.nullable:
                     break
     follow_nt: list[set[int]] = [set() for _ in range(n_nt)]
     follow_t: list[set[int]] = [set() for _ in range(n_terms)]
@@ -589,7 +589,7 @@ def _terminal_follow(tables: EarleyTables) -> list[set[int]]:
                     target |= trailer
                     changed = True
                 if symbol < 0:
-                    trailer = {~symbol}
+                    trailer = trailer | {~symbol} if symbol in tables.nullable else {~symbol}
                 elif symbol in tables.nullable:
                     trailer = trailer | first[symbol]
                 else:

@@ -217,3 +217,20 @@ def test_random_grammars_match_lark(rules):
         return
     for s in all_strings("ab", 5):
         assert recognizes(parser, s.encode()) == lark_accepts(text, s), (text, s)
+
+
+@pytest.mark.parametrize(
+    "grammar_text, sentences, non_sentences",
+    [
+        ('start: "a" X "b"\nX: /c*/\n', ["ab", "acb", "accb"], ["a", "acc", "b"]),
+        ("start: X\nX: /(ab)*|c/\n", ["", "ab", "abab", "c"], ["a", "abc", "cc"]),
+        ('start: X Y\nX: /a?/\nY: /b?/\n', ["", "a", "b", "ab"], ["ba", "aa"]),
+    ],
+)
+def test_zero_width_terminals(grammar_text, sentences, non_sentences):
+    """A terminal whose regex matches the empty string may also match nothing."""
+    parser = make_parser(grammar_text)
+    for text in sentences:
+        assert recognizes(parser, text.encode()), text
+    for text in non_sentences:
+        assert not recognizes(parser, text.encode()), text

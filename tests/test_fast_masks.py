@@ -31,10 +31,11 @@ TOY_VOCAB = [b"<eos>"] + [
 
 @st.composite
 def random_lexed_grammars(draw):
-    """Random CFGs whose terminals are small regexes (overlapping, repeating, nullable rules),
-    with or without `%ignore " "`."""
+    """Random CFGs whose terminals are small regexes (overlapping, repeating, zero-width), with
+    nullable rules, with or without `%ignore " "`."""
     terminals = {
         "A": '"a"', "AB": '"ab"', "AS": "/a+/", "BC": "/b[ac]?/", "CS": "/c(ab)*/", "ANY": "/[abc]/",
+        "OPT": "/c?/",  # zero-width: it may also match nothing
     }
     names = [f"n{i}" for i in range(draw(st.integers(1, 3)))]
     symbol = st.sampled_from(names + list(terminals))

@@ -71,12 +71,16 @@ class EarleyTables:
         self.nullable = self._nullable()
 
     def _nullable(self) -> frozenset[int]:
-        nullable: set[int] = set()
+        """Symbols that derive the empty string: nonterminals (ids >= 0) and terminals whose
+        regex matches the empty string (codes ~t < 0, zero-width terminals)."""
+        nullable: set[int] = {
+            ~t for t in range(self.num_scan_terminals) if self.dfa_accepting[t][self.dfa_initial[t]]
+        }
         changed = True
         while changed:
             changed = False
             for lhs, rhs in zip(self.rule_lhs, self.rule_rhs):
-                if lhs not in nullable and all(s >= 0 and s in nullable for s in rhs):
+                if lhs not in nullable and all(s in nullable for s in rhs):
                     nullable.add(lhs)
                     changed = True
         return frozenset(nullable)
@@ -138,6 +142,11 @@ class EarleySet:
                         agenda.append(new)
             else:
                 scan.setdefault(~symbol, []).append(item)
+                if symbol in nullable:  # a zero-width terminal may also match nothing here
+                    new = (rule, dot + 1, origin)
+                    if new not in items:
+                        items.add(new)
+                        agenda.append(new)
         self.items = items
         self.scan = scan
         self.accepting = (0, 1, root or self) in items
