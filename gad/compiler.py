@@ -177,6 +177,12 @@ class CompiledGrammar:
             "grammar": _grammar_to_json(self.grammar),
             "states": [len(row) for row in self.entries],
         }
+        # Terminal automata are stored as they are, not rebuilt from their regexes on load:
+        # some (e.g. JSON Schema strings with several constraints) are built by other means.
+        for i, (_, terminal) in enumerate(sorted(self.grammar.terminals.items())):
+            arrays[f"dfa_table_{i}"] = np.array(terminal.dfa.table, dtype=np.int32).reshape(-1, 256)
+            arrays[f"dfa_accepting_{i}"] = np.array(sorted(terminal.dfa.accepting), dtype=np.int32)
+            arrays[f"dfa_initial_{i}"] = np.array([terminal.dfa.initial], dtype=np.int32)
         for t, row in enumerate(self.entries):
             for q, entry in enumerate(row):
                 key = f"{t}_{q}"
@@ -208,7 +214,16 @@ class CompiledGrammar:
                     )
                 if meta["tokenizer"] != tokenizer_fingerprint(tokenizer_info):
                     raise ConfigurationError(f"{path} was compiled for a different tokenizer")
-                grammar = _grammar_from_json(meta["grammar"])
+                dfas = {
+                    name: ByteDFA(
+                        tuple(tuple(row) for row in data[f"dfa_table_{i}"].tolist()),
+                        frozenset(data[f"dfa_accepting_{i}"].tolist()),
+                        int(data[f"dfa_initial_{i}"][0]),
+                        regex,
+                    )
+                    for i, (name, (regex, _, _)) in enumerate(meta["grammar"]["terminals"].items())
+                }
+                grammar = _grammar_from_json(meta["grammar"], dfas)
                 entries = [
                     [
                         LexemeEntry(
@@ -226,9 +241,8 @@ class CompiledGrammar:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigurationError(f"cannot load compiled grammar {path}: {exc}") from None
         compiled = cls(grammar, tokenizer_info, entries)
-        expected = [len(t) for t in compiled.parser.tables.dfa_tables]
-        if expected != meta["states"]:
-            raise ConfigurationError(f"{path} does not match its grammar's automata; recompile")
+        if [len(t) for t in compiled.parser.tables.dfa_tables] != meta["states"]:
+            raise ConfigurationError(f"{path} is inconsistent: its automata do not match its mask store")
         return compiled
 
 
@@ -629,9 +643,9 @@ def _grammar_to_json(grammar: Grammar) -> dict:
     }
 
 
-def _grammar_from_json(data: dict) -> Grammar:
+def _grammar_from_json(data: dict, dfas: dict[str, ByteDFA]) -> Grammar:
     terminals = {
-        name: Terminal.compile(name, regex, whole_input=whole_input, shortest=shortest)
+        name: Terminal(name, regex, dfas[name], whole_input, shortest)
         for name, (regex, whole_input, shortest) in data["terminals"].items()
     }
     rules = [Rule(lhs, tuple(rhs)) for lhs, rhs in data["rules"]]

@@ -219,3 +219,15 @@ def test_masks_stay_exact_when_states_are_revisited():
         matcher.rollback(back)
         assert check_masks(matcher, tokens[len(tokens) - back : len(tokens) - back + 2]) == []
         matcher.reset()
+
+
+def test_save_and_load_keeps_automata_not_built_from_their_regex(tmp_path):
+    """A terminal whose DFA was built by other means (here: the shortest-match language of a lazy
+    regex) must come back as it was, not as its regex's full-match language."""
+    info = gad.TokenizerInfo.from_vocab(TOY_VOCAB + [b'"', b'"a"', b'b"'], eos_token_id=0)
+    text = 'start: ESCAPED_STRING\n%import common.ESCAPED_STRING\n'
+    path = tmp_path / "lazy.npz"
+    gad.GrammarCompiler(info).compile(text).save(path)
+    loaded = gad.GrammarMatcher(gad.CompiledGrammar.load(path, info))
+    assert loaded.accept_string('"a"') and loaded.is_accepting()
+    assert not loaded.accept_string('b"')  # `"a"b"` is not one lazy string

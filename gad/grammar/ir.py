@@ -122,6 +122,16 @@ class Grammar:
         terminal = Terminal.compile("REGEX", pattern, whole_input=True)
         return cls([Rule("start", ("REGEX",))], {"REGEX": terminal}, source=source)
 
+    @classmethod
+    def from_json_schema(
+        cls, schema: object, *, whitespace: str | int = 16, lenient: bool = False, extra_properties: bool = True
+    ) -> Grammar:
+        """The JSON documents valid under ``schema`` (a dict, a JSON string or a pydantic model
+        class); see `gad.grammar.json_schema.json_schema_to_grammar` for the options."""
+        from gad.grammar.json_schema import json_schema_to_grammar
+
+        return json_schema_to_grammar(schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties)
+
     # -- validation -------------------------------------------------------------------------------
 
     @property
@@ -145,17 +155,28 @@ class Grammar:
                 raise self.source.error(UndefinedRuleError, f"%ignore names undefined terminal {name!r}", name)
 
     def _productive_reachable(self, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-        """Drop rules that derive no string or cannot be reached; masks stay exact only without them."""
+        """Drop rules that derive no string or cannot be reached; masks stay exact only without them.
+
+        Linear worklist algorithms: each rule counts its not-yet-productive symbols, and the
+        rules that use a symbol are indexed by it, so large generated grammars stay fast.
+        """
+        missing = [sum(1 for s in rule.rhs if s not in self.terminals) for rule in rules]
+        users: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules):
+            for symbol in rule.rhs:
+                if symbol not in self.terminals:
+                    users.setdefault(symbol, []).append(index)
         productive: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for rule in rules:
-                if rule.lhs not in productive and all(
-                    s in productive or s in self.terminals for s in rule.rhs
-                ):
-                    productive.add(rule.lhs)
-                    changed = True
+        frontier = [rule.lhs for rule, count in zip(rules, missing) if count == 0]
+        while frontier:
+            lhs = frontier.pop()
+            if lhs in productive:
+                continue
+            productive.add(lhs)
+            for index in set(users.get(lhs, ())):
+                missing[index] -= sum(1 for s in rules[index].rhs if s == lhs)
+                if missing[index] == 0:
+                    frontier.append(rules[index].lhs)
         if self.start not in productive:
             raise self.source.error(
                 EmptyLanguageError,
@@ -163,16 +184,17 @@ class Grammar:
                 self.start,
             )
         kept = [r for r in rules if all(s in productive or s in self.terminals for s in r.rhs)]
+        by_lhs: dict[str, list[Rule]] = {}
+        for rule in kept:
+            by_lhs.setdefault(rule.lhs, []).append(rule)
         reachable = {self.start}
         frontier = [self.start]
         while frontier:
-            lhs = frontier.pop()
-            for rule in kept:
-                if rule.lhs == lhs:
-                    for symbol in rule.rhs:
-                        if symbol not in reachable and symbol not in self.terminals:
-                            reachable.add(symbol)
-                            frontier.append(symbol)
+            for rule in by_lhs.get(frontier.pop(), ()):
+                for symbol in rule.rhs:
+                    if symbol not in reachable and symbol not in self.terminals:
+                        reachable.add(symbol)
+                        frontier.append(symbol)
         return tuple(r for r in kept if r.lhs in reachable)
 
     def __repr__(self) -> str:
