@@ -71,3 +71,21 @@ class RollbackError(GadError, ValueError):
 
 class DeadEndError(GadError):
     """No token can continue the current state: the constraint is unsatisfiable from here."""
+
+
+class SchemaError(GrammarError):
+    """A JSON Schema is malformed, or uses a keyword that cannot be compiled to an exact grammar.
+
+    ``pointer`` is the JSON pointer of the offending subschema (``#/properties/age``) and
+    ``keyword`` the keyword at fault, when there is one.
+    """
+
+    def __init__(self, message: str, *, pointer: str = "#", keyword: str | None = None) -> None:
+        self.pointer = pointer
+        self.keyword = keyword
+        super().__init__(message)
+
+
+class UnsupportedSchemaError(SchemaError, UnsupportedGrammarError):
+    """A JSON Schema keyword (or keyword value) that gad cannot compile exactly; see the README's
+    table of supported keywords. ``lenient=True`` drops it instead, and reports it."""

@@ -1,0 +1,962 @@
+"""JSON Schema → `Grammar`: "give me JSON that matches this schema" as a context-free grammar.
+
+Every document the grammar accepts validates against the schema (the grammar is **sound**), and
+every valid document written in the grammar's canonical layout is accepted:
+
+* properties appear in the order the schema lists them (``properties``, then ``required`` names
+  that ``properties`` does not list, then additional properties);
+* whitespace between tokens is at most *n* characters of ``[ \\t\\n\\r]`` (``whitespace=n``,
+  default 16) or none (``whitespace="compact"``); never before the first or after the last token;
+* integers are written without fraction or exponent and never as ``-0``; numbers with bounds are
+  written without exponent;
+* strings constrained by ``pattern``/``format``, enum/const strings, and keys of additional
+  properties (when named properties exist) use raw characters plus the escapes a JSON encoder
+  needs: ``\\" \\\\ \\/ \\b \\f \\n \\r \\t`` and ``\\u00XX`` for control characters. Other strings
+  accept every RFC 8259 escape, ``\\uXXXX`` and surrogate pairs included (lone surrogates are
+  rejected everywhere: they are not text).
+
+Keywords that cannot be compiled exactly raise `UnsupportedSchemaError` naming the keyword and its
+JSON pointer; ``lenient=True`` drops them instead (the grammar is then looser there) and reports
+each one. The README has the table of supported keywords.
+
+Semantics follow JSON Schema 2020-12 as the `jsonschema` library implements it (the tests' oracle):
+``pattern`` is searched with Python's `re` (``re.search``), lengths count code points, ``format`` is
+an assertion (a string must really be a date, a UUID, ...), ``$ref`` may have sibling keywords.
+Draft 4-7 forms are read too: ``definitions``, boolean ``exclusiveMinimum``/``exclusiveMaximum``,
+array-valued ``items`` with ``additionalItems``.
+
+Every terminal is a real regex (`Terminal.regex`, whole-input semantics); the regexes of strings and
+numbers, and the automata of the slow ones (counted lengths, intersections of constraints), come
+from `gad.grammar.json_tokens`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote
+
+from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
+from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
+from gad.grammar.json_tokens import (
+    CHAR,
+    INTEGER_REGEX,
+    NUMBER_REGEX,
+    STRING_REGEX,
+    SUPPORTED_FORMATS,
+    counted_string_dfa,
+    decimal_range,
+    encode_search,
+    encode_set,
+    float_safe,
+    integer_range,
+    intersect,
+)
+from gad.grammar.regex import ByteDFA, compile_regex
+
+__all__ = [
+    "DEFAULT_WHITESPACE",
+    "SUPPORTED_FORMATS",
+    "SchemaConversion",
+    "SchemaWarning",
+    "convert_json_schema",
+    "json_schema_to_grammar",
+]
+
+
+class SchemaWarning(UserWarning):
+    """``lenient=True`` dropped keywords it cannot compile; the grammar is looser where it did."""
+
+
+@dataclass(frozen=True)
+class SchemaConversion:
+    """A converted schema: the grammar and, in lenient mode, what was dropped (``"kw at #/ptr: why"``)."""
+
+    grammar: Grammar
+    dropped: tuple[str, ...]
+
+
+# -- keywords ---------------------------------------------------------------------------------------
+
+_TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
+_UNSUPPORTED = {
+    "not": "negation cannot be compiled to a grammar in general",
+    "if": "conditional subschemas are not supported",
+    "then": "conditional subschemas are not supported",
+    "else": "conditional subschemas are not supported",
+    "dependentRequired": "property dependencies are not supported",
+    "dependentSchemas": "property dependencies are not supported",
+    "dependencies": "property dependencies are not supported",
+    "patternProperties": "pattern-matched property names are not supported",
+    "propertyNames": "constraints on property names are not supported",
+    "unevaluatedProperties": "unevaluated properties are not supported",
+    "unevaluatedItems": "unevaluated items are not supported",
+    "contains": "'contains' is not supported",
+    "minContains": "'contains' is not supported",
+    "maxContains": "'contains' is not supported",
+    "$dynamicRef": "dynamic references are not supported",
+    "$recursiveRef": "dynamic references are not supported",
+}
+_ASSERTIONS = {
+    "type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref",
+    "properties", "required", "additionalProperties", "minProperties", "maxProperties",
+    "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+    "pattern", "minLength", "maxLength", "format",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+}  # fmt: skip
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+_MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
+_WS = "[ \\t\\n\\r]"
+DEFAULT_WHITESPACE = 16
+
+
+# -- public entry points -----------------------------------------------------------------------------
+
+
+def convert_json_schema(
+    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+) -> SchemaConversion:
+    """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
+    mode the dropped keywords are in the result's ``dropped``."""
+    root = _load_schema(schema)
+    if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
+        raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
+    converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties))
+    grammar = converter.build()
+    return SchemaConversion(grammar, tuple(converter.dropped))
+
+
+def json_schema_to_grammar(
+    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+) -> Grammar:
+    """The grammar of the JSON documents that validate against ``schema``.
+
+    Args:
+        schema: a dict (or ``True``/``False``), a JSON string, or a pydantic model class (its
+            ``model_json_schema()``).
+        whitespace: an int n: at most n whitespace characters (space, tab, newline, carriage
+            return) between any two tokens (default 16: room for the layouts models write, from
+            ``{"a": 1}`` to indented pretty-printing a few levels deep; bounded, so a model cannot
+            loop on whitespace), or ``"compact"``: none at all, ``{"a":1,"b":[2,3]}``. Small models
+            extract better when they may space their JSON as they were trained to.
+        lenient: drop keywords that cannot be compiled exactly instead of raising; a
+            `SchemaWarning` lists each one with its JSON pointer.
+        extra_properties: with False, objects that declare ``properties`` or ``required`` but say
+            nothing about ``additionalProperties`` admit no other property (usually what one wants
+            from a language model; still sound). The default follows JSON Schema: they admit any.
+
+    Raises:
+        UnsupportedSchemaError: a keyword that cannot be compiled exactly (message: keyword and
+            JSON pointer, e.g. ``unsupported keyword 'not' at #/properties/age``).
+        SchemaError: a malformed schema, an unresolvable ``$ref``, or a schema no document satisfies.
+    """
+    result = convert_json_schema(schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties)
+    if result.dropped:
+        warnings.warn(
+            SchemaWarning("lenient JSON Schema: dropped " + "; ".join(result.dropped)), stacklevel=3
+        )
+    return result.grammar
+
+
+def _load_schema(schema: Any) -> Any:
+    if isinstance(schema, (dict, bool)):
+        return schema
+    if isinstance(schema, (str, bytes)):
+        try:
+            return json.loads(schema)
+        except ValueError as exc:
+            raise SchemaError(f"the schema is not valid JSON: {exc}") from None
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # a pydantic model class
+        return schema.model_json_schema()
+    if hasattr(schema, "json_schema") and callable(schema.json_schema):  # a pydantic TypeAdapter
+        return schema.json_schema()
+    raise ConfigurationError(
+        f"`schema` has to be a dict, a bool, a JSON string or a pydantic model class, but is {type(schema).__name__}"
+    )
+
+
+# -- the converter ------------------------------------------------------------------------------------
+
+
+def _pointer(base: str, *tokens: object) -> str:
+    return base + "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+class _Converter:
+    """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
+    recursion in the grammar."""
+
+    def __init__(self, root: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
+        self.root = root
+        self.ws = f"{_WS}{{0,{ws}}}" if ws else ""
+        self.lenient = lenient
+        self.extra_properties = extra_properties
+        self.dropped: list[str] = []
+        self.rules: list[Rule] = []
+        self.terminals: dict[str, Terminal] = {}
+        self._terminal_by_regex: dict[str, str] = {}
+        self._memo: dict[str, str] = {}
+        self._names: set[str] = set()
+        self._anchors: dict[str, tuple[Any, str]] | None = None
+        self._any: str | None = None
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+
+    def build(self) -> Grammar:
+        root = self.node(self.root, "#")
+        if root is None:
+            raise SchemaError("the schema is `false`: no document validates", pointer="#")
+        self.rules.insert(0, Rule("start", (root,)))
+        self.rules = _productive(self.rules, self.terminals)
+        if not any(rule.lhs == "start" for rule in self.rules):
+            raise SchemaError("no JSON document satisfies the schema (at #)", pointer="#")
+        source = SourceText("<json schema>", json.dumps(self.root, indent=1, default=str))
+        try:
+            return Grammar(self.rules, self.terminals, start="start", source=source)
+        except EmptyLanguageError:
+            raise SchemaError("no JSON document satisfies the schema (at #)", pointer="#") from None
+
+    def unsupported(self, keyword: str, ptr: str, why: str) -> None:
+        """Raise, or (lenient) record that ``keyword`` at ``ptr`` is dropped."""
+        if not self.lenient:
+            raise UnsupportedSchemaError(f"unsupported keyword {keyword!r} at {ptr}: {why}", pointer=ptr, keyword=keyword)
+        entry = f"{keyword!r} at {ptr}: {why}"
+        if entry not in self.dropped:
+            self.dropped.append(entry)
+
+    def new_name(self, ptr: str) -> str:
+        base = re.sub(r"[^a-z0-9]+", "_", ptr.lower()).strip("_")[-40:] or "root"
+        name, i = f"s_{base}", 1
+        while name in self._names:
+            i += 1
+            name = f"s_{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def terminal(self, hint: str, regex: str, dfa: ByteDFA | None = None) -> str:
+        """The terminal for ``regex`` (a whole-input regex); ``dfa``, when given, is its automaton."""
+        name = self._terminal_by_regex.get(regex)
+        if name is None:
+            name, i = hint, 1
+            while name in self.terminals:
+                i += 1
+                name = f"{hint}_{i}"
+            if dfa is None:
+                dfa = compile_regex(regex, whole_input=True)
+            self.terminals[name] = Terminal(name, regex, dfa, whole_input=True)
+            self._terminal_by_regex[regex] = name
+        return name
+
+    def punct(self, which: str) -> str:
+        w = self.ws
+        regex = {
+            "LBRACE": r"\{" + w, "RBRACE": w + r"\}", "EMPTY_OBJECT": r"\{" + w + r"\}",
+            "LSQB": r"\[" + w, "RSQB": w + r"\]", "EMPTY_ARRAY": r"\[" + w + r"\]",
+            "COMMA": w + "," + w, "TRUE": "true", "FALSE": "false", "NULL": "null",
+            "STRING": STRING_REGEX, "NUMBER": NUMBER_REGEX, "INTEGER": INTEGER_REGEX,
+            "KEY": STRING_REGEX + w + ":" + w,
+        }[which]  # fmt: skip
+        return self.terminal(which, regex)
+
+    def key(self, name: str) -> str:
+        return self.terminal("KEY", re.escape(json.dumps(name, ensure_ascii=False)) + self.ws + ":" + self.ws)
+
+    # -- schema nodes ---------------------------------------------------------------------------------
+
+    def node(self, schema: Any, ptr: str) -> str | None:
+        """The nonterminal for ``schema``, or None when no value satisfies it (``false``)."""
+        if schema is True:
+            return self.any_value()
+        if schema is False:
+            return None
+        s = self.clean(schema, ptr)
+        if not s:
+            return self.any_value()
+        key = json.dumps(s, default=str)
+        name = self._memo.get(key)
+        if name is None:
+            name = self._memo[key] = self.new_name(ptr)
+            for alternative in self.alternatives(s, ptr):
+                self.rules.append(Rule(name, alternative))
+        return name
+
+    def clean(self, schema: Any, ptr: str) -> dict:
+        """Assertion keywords only, checked and normalised (draft-4..7 forms rewritten)."""
+        if isinstance(schema, bool):
+            return {} if schema else {"enum": []}
+        if not isinstance(schema, dict):
+            raise SchemaError(f"a schema must be an object or a boolean, not {type(schema).__name__} (at {ptr})", pointer=ptr)
+        s: dict = {}
+        for k, v in schema.items():
+            if k in _UNSUPPORTED:
+                self.unsupported(k, ptr, _UNSUPPORTED[k])
+            elif k in _ASSERTIONS:
+                s[k] = v
+        for k in ("exclusiveMinimum", "exclusiveMaximum"):  # draft 4: a flag on minimum/maximum
+            if isinstance(s.get(k), bool):
+                flag, plain = s.pop(k), "minimum" if k == "exclusiveMinimum" else "maximum"
+                if flag and plain in s:
+                    s[k] = s.pop(plain)
+        if isinstance(s.get("items"), list):  # draft 4-2019: tuple validation
+            s["prefixItems"] = s.pop("items")
+            if "additionalItems" in s:
+                s["items"] = s.pop("additionalItems")
+        s.pop("additionalItems", None)
+        self._check_values(s, ptr)
+        if s.get("uniqueItems") is True and not (isinstance(s.get("maxItems"), int) and s["maxItems"] <= 1):
+            self.unsupported("uniqueItems", ptr, "distinct array items cannot be expressed by a context-free grammar")
+        s.pop("uniqueItems", None)
+        if "multipleOf" in s:
+            if s["multipleOf"] != 1:
+                self.unsupported("multipleOf", ptr, f"only multipleOf 1 (integers) is supported, not {s['multipleOf']!r}")
+                del s["multipleOf"]
+        return s
+
+    def _check_values(self, s: dict, ptr: str) -> None:
+        def bad(k: str, what: str) -> SchemaError:
+            return SchemaError(f"{k!r} at {ptr} must be {what}, not {s[k]!r}", pointer=ptr, keyword=k)
+
+        if "type" in s:
+            types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+            if not types or any(t not in _TYPES for t in types):
+                raise bad("type", f"one of {', '.join(_TYPES)} or a non-empty list of them")
+        for k in _COUNTS:
+            if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or s[k] < 0 or s[k] != int(s[k])):
+                raise bad(k, "a non-negative integer")
+            if k in s:
+                s[k] = int(s[k])
+        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+            if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
+                raise bad(k, "a number")
+        if "multipleOf" in s and s["multipleOf"] <= 0:
+            raise bad("multipleOf", "a number greater than 0")
+        if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
+            raise bad("required", "a list of strings")
+        if "properties" in s and not isinstance(s["properties"], dict):
+            raise bad("properties", "an object")
+        for k in ("allOf", "anyOf", "oneOf", "prefixItems"):
+            if k in s and (not isinstance(s[k], list) or (not s[k] and k != "prefixItems")):
+                raise bad(k, "a non-empty list of schemas")
+        if "enum" in s and not isinstance(s["enum"], list):
+            raise bad("enum", "a list")
+        for k in ("pattern", "format"):
+            if k in s and not (isinstance(s[k], str) or (isinstance(s[k], list) and all(isinstance(p, str) for p in s[k]))):
+                raise bad(k, "a string")
+        for p in _as_list(s.get("pattern")):
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise SchemaError(f"'pattern' at {ptr} is not a valid regex: {exc}", pointer=ptr, keyword="pattern") from None
+        if "$ref" in s and not isinstance(s["$ref"], str):
+            raise bad("$ref", "a string")
+
+    def alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        if "$ref" in s or "allOf" in s:
+            merged = self.flatten(s, ptr, ())
+            if merged is False:
+                return []
+            name = self.node(merged, ptr + ("/allOf" if "allOf" in s else ""))
+            return [(name,)] if name else []
+        for kw in ("anyOf", "oneOf"):
+            if kw in s:
+                rest = {k: v for k, v in s.items() if k != kw}
+                branches = [(b, _pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
+                if rest:
+                    branches = [(self.merge(rest, self.flatten(b, p, ())), p) for b, p in branches]
+                    branches = [(b, p) for b, p in branches if b is not False]
+                if kw == "oneOf":
+                    self.check_exclusive(branches, ptr)
+                names = [self.node(b, p) for b, p in branches]
+                return [(n,) for n in dict.fromkeys(names) if n]
+        return self.base_alternatives(s, ptr)
+
+    def base_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        types = set(s["type"] if isinstance(s.get("type"), list) else [s.get("type")] if "type" in s else _TYPES)
+        if "enum" in s or "const" in s:
+            values = list(s["enum"]) if "enum" in s else [s["const"]]
+            if "enum" in s and "const" in s:
+                values = [v for v in values if _json_equal(v, s["const"])]
+            rest = {k: v for k, v in s.items() if k not in ("enum", "const")}
+            kept: list[Any] = []
+            for v in values:
+                if not any(_json_equal(v, u) for u in kept) and self.conforms(v, rest, ptr):
+                    kept.append(v)
+            return self.literal_alternatives(kept, ptr)
+        out: list[tuple[str, ...]] = []
+        if "null" in types:
+            out.append((self.punct("NULL"),))
+        if "boolean" in types:
+            out += [(self.punct("TRUE"),), (self.punct("FALSE"),)]
+        if "string" in types:
+            term = self.string_terminal(s, ptr)
+            if term:
+                out.append((term,))
+        if "number" in types or "integer" in types:
+            term = self.number_terminal(s, ptr, integer="number" not in types or s.get("multipleOf") == 1)
+            if term:
+                out.append((term,))
+        if "object" in types:
+            out += self.object_alternatives(s, ptr)
+        if "array" in types:
+            out += self.array_alternatives(s, ptr)
+        return out
+
+    # -- $ref, allOf ------------------------------------------------------------------------------------
+
+    def resolve(self, ref: str, ptr: str) -> tuple[Any, str]:
+        base = self.root.get("$id") if isinstance(self.root, dict) else None
+        if isinstance(base, str) and base and ref.startswith(base.split("#")[0] + "#"):
+            ref = ref[len(base.split("#")[0]) :]
+        if not ref.startswith("#"):
+            self.unsupported("$ref", ptr, f"only references inside the document (#...) are supported, not {ref!r}")
+            return True, ptr
+        fragment = unquote(ref[1:])
+        if not fragment.startswith("/") and fragment:
+            anchors = self._anchor_map()
+            if fragment not in anchors:
+                raise SchemaError(f"$ref {ref!r} at {ptr} names no $anchor in the document", pointer=ptr, keyword="$ref")
+            return anchors[fragment]
+        target: Any = self.root
+        for token in fragment.split("/")[1:] if fragment else []:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, dict) and token in target:
+                target = target[token]
+            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
+                target = target[int(token)]
+            else:
+                raise SchemaError(f"$ref {ref!r} at {ptr} does not resolve", pointer=ptr, keyword="$ref")
+        return target, "#" + fragment
+
+    def _anchor_map(self) -> dict[str, tuple[Any, str]]:
+        if self._anchors is None:
+            self._anchors = {}
+            stack = [(self.root, "#")]
+            while stack:
+                node, ptr = stack.pop()
+                if isinstance(node, dict):
+                    if isinstance(node.get("$anchor"), str):
+                        self._anchors.setdefault(node["$anchor"], (node, ptr))
+                    for k, v in node.items():
+                        if k not in ("enum", "const", "default", "examples"):
+                            stack.append((v, _pointer(ptr, k)))
+                elif isinstance(node, list):
+                    stack.extend((v, _pointer(ptr, i)) for i, v in enumerate(node))
+        return self._anchors
+
+    def flatten(self, schema: Any, ptr: str, seen: tuple[str, ...]) -> dict | bool:
+        """``schema`` with its top-level ``$ref`` and ``allOf`` merged in: a cleaned dict or False."""
+        if schema is True:
+            return {}
+        if schema is False:
+            return False
+        s = self.clean(schema, ptr)
+        if "$ref" in s:
+            ref = s.pop("$ref")
+            if ref in seen:
+                self.unsupported("$ref", ptr, f"{ref!r} refers back to itself through allOf/$ref without nesting")
+            else:
+                target, tptr = self.resolve(ref, ptr)
+                s = self.merge(s, self.flatten(target, tptr, seen + (ref,)))
+        if s is not False and "allOf" in s:
+            subs = s.pop("allOf")
+            for i, sub in enumerate(subs):
+                s = self.merge(s, self.flatten(sub, _pointer(ptr, "allOf", i), seen))
+                if s is False:
+                    break
+        return s
+
+    def merge(self, a: dict | bool, b: dict | bool) -> dict | bool:
+        """The conjunction of two flattened schemas as one schema (False when unsatisfiable)."""
+        if a is False or b is False:
+            return False
+        a, b = dict(a), dict(b)  # type: ignore[arg-type]
+        out = dict(a)
+        for k in ("properties", "additionalProperties", "prefixItems", "items"):
+            out.pop(k, None)
+        for k, v in b.items():
+            if k in ("properties", "additionalProperties", "prefixItems", "items"):
+                continue
+            if k not in out:
+                out[k] = v
+                continue
+            x = out[k]
+            if k == "type":
+                types = _type_intersection(x, v)
+                if not types:
+                    return False
+                out[k] = types
+            elif k == "enum":
+                out[k] = [e for e in x if any(_json_equal(e, f) for f in v)]
+            elif k == "const":
+                if not _json_equal(x, v):
+                    return False
+            elif k == "required":
+                out[k] = list(dict.fromkeys(x + v))
+            elif k in ("minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum"):
+                out[k] = max(x, v)
+            elif k in ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"):
+                out[k] = min(x, v)
+            elif k in ("pattern", "format"):
+                out[k] = list(dict.fromkeys(_as_list(x) + _as_list(v)))
+            elif k in ("anyOf", "oneOf"):  # (∨ A) ∧ (∨ B) = ∨_i (A_i ∧ (∨ B))
+                out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
+            elif k == "multipleOf":
+                pass  # only 1 survives `clean`
+        # properties: a name's schema is its entry, or additionalProperties, in each operand
+        if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
+            pa, pb = a.get("properties", {}), b.get("properties", {})
+            apa, apb = a.get("additionalProperties", True), b.get("additionalProperties", True)
+            props = {n: _conj(pa.get(n, apa), pb.get(n, apb)) for n in list(pa) + [n for n in pb if n not in pa]}
+            if props:
+                out["properties"] = props
+            ap = _conj(apa, apb)
+            if ap is not True:
+                out["additionalProperties"] = ap
+        if any(k in s for s in (a, b) for k in ("prefixItems", "items")):
+            xa, xb = a.get("prefixItems", []), b.get("prefixItems", [])
+            ia, ib = a.get("items", True), b.get("items", True)
+            n = max(len(xa), len(xb))
+            prefix = [_conj(xa[j] if j < len(xa) else ia, xb[j] if j < len(xb) else ib) for j in range(n)]
+            if prefix:
+                out["prefixItems"] = prefix
+            items = _conj(ia, ib)
+            if items is not True:
+                out["items"] = items
+        return out
+
+    # -- oneOf ------------------------------------------------------------------------------------------
+
+    def check_exclusive(self, branches: list[tuple[Any, str]], ptr: str) -> None:
+        """oneOf is a union only when no value satisfies two branches; prove that or give up."""
+        flat = [self.flatten(b, p, ()) for b, p in branches]
+        for i in range(len(flat)):
+            for j in range(i + 1, len(flat)):
+                if not self.disjoint(flat[i], flat[j], 0):
+                    self.unsupported(
+                        "oneOf", ptr,
+                        f"branches {i} and {j} may both match a value, and 'exactly one' cannot be expressed "
+                        "(distinguish them by type, by const/enum values, or by a required property with "
+                        "distinct const values; or use anyOf)",
+                    )  # fmt: skip
+                    return
+
+    def disjoint(self, a: dict | bool, b: dict | bool, depth: int) -> bool:
+        if a is False or b is False:
+            return True
+        if depth > 8:
+            return False
+        ta, tb = _value_types(a), _value_types(b)
+        common = ta & tb
+        if not common:
+            return True
+        va, vb = _values(a), _values(b)
+        if va is not None and vb is not None:
+            return not any(_json_equal(x, y) for x in va for y in vb)
+        if common <= {"object"}:
+            ra, rb = set(a.get("required", [])), set(b.get("required", []))
+            pa, pb = a.get("properties", {}), b.get("properties", {})
+            for name in ra & rb:
+                sa = self.flatten(pa.get(name, a.get("additionalProperties", True)), "#", ())
+                sb = self.flatten(pb.get(name, b.get("additionalProperties", True)), "#", ())
+                if self.disjoint(sa, sb, depth + 1):
+                    return True
+            for x, y, rx in ((a, b, ra), (b, a, rb)):
+                if y.get("additionalProperties") is False and rx - set(y.get("properties", {})):
+                    return True
+        return False
+
+    # -- values: enum and const -------------------------------------------------------------------------
+
+    def conforms(self, value: Any, schema: Any, ptr: str) -> bool:
+        """Whether ``value`` validates against ``schema`` (the keywords this module supports)."""
+        if schema is True or schema is False:
+            return schema
+        s = self.clean(schema, ptr)
+        if "$ref" in s:
+            target, tptr = self.resolve(s["$ref"], ptr)
+            if not self.conforms(value, target, tptr):
+                return False
+        if not all(self.conforms(value, x, ptr) for x in s.get("allOf", [])):
+            return False
+        if "anyOf" in s and not any(self.conforms(value, x, ptr) for x in s["anyOf"]):
+            return False
+        if "oneOf" in s and sum(self.conforms(value, x, ptr) for x in s["oneOf"]) != 1:
+            return False
+        if "enum" in s and not any(_json_equal(value, e) for e in s["enum"]):
+            return False
+        if "const" in s and not _json_equal(value, s["const"]):
+            return False
+        if "type" in s and not any(_is_type(value, t) for t in _as_list(s["type"])):
+            return False
+        if isinstance(value, str):
+            if not s.get("minLength", 0) <= len(value) <= s.get("maxLength", math.inf):
+                return False
+            if not all(re.search(p, value) for p in _as_list(s.get("pattern"))):
+                return False
+            for f in _as_list(s.get("format")):
+                if f in SUPPORTED_FORMATS and not re.fullmatch(SUPPORTED_FORMATS[f], value):
+                    return False
+        elif _is_type(value, "number"):
+            if "minimum" in s and not value >= s["minimum"]:
+                return False
+            if "maximum" in s and not value <= s["maximum"]:
+                return False
+            if "exclusiveMinimum" in s and not value > s["exclusiveMinimum"]:
+                return False
+            if "exclusiveMaximum" in s and not value < s["exclusiveMaximum"]:
+                return False
+            if s.get("multipleOf") == 1 and value != int(value):
+                return False
+        elif isinstance(value, dict):
+            props, ap = s.get("properties", {}), s.get("additionalProperties", True)
+            if not all(r in value for r in s.get("required", [])):
+                return False
+            if not s.get("minProperties", 0) <= len(value) <= s.get("maxProperties", math.inf):
+                return False
+            for k, v in value.items():
+                if not self.conforms(v, props.get(k, ap), _pointer(ptr, "properties", k)):
+                    return False
+        elif isinstance(value, list):
+            prefix, items = s.get("prefixItems", []), s.get("items", True)
+            if not s.get("minItems", 0) <= len(value) <= s.get("maxItems", math.inf):
+                return False
+            for j, v in enumerate(value):
+                if not self.conforms(v, prefix[j] if j < len(prefix) else items, _pointer(ptr, "items", j)):
+                    return False
+        return True
+
+    def literal_alternatives(self, values: list[Any], ptr: str) -> list[tuple[str, ...]]:
+        scalars = [v for v in values if not isinstance(v, (dict, list))]
+        out: list[tuple[str, ...]] = []
+        if scalars:
+            regex = "|".join(re.escape(_dump(v, ptr)) for v in scalars)
+            out.append((self.terminal("CONST", regex),))
+        out += [self.literal(v, ptr) for v in values if isinstance(v, (dict, list))]
+        return out
+
+    def literal(self, value: Any, ptr: str) -> tuple[str, ...]:
+        if isinstance(value, dict):
+            if not value:
+                return (self.punct("EMPTY_OBJECT"),)
+            seq: list[str] = [self.punct("LBRACE")]
+            for i, (k, v) in enumerate(value.items()):
+                if i:
+                    seq.append(self.punct("COMMA"))
+                seq += [self.key(k), *self.literal(v, ptr)]
+            return (*seq, self.punct("RBRACE"))
+        if isinstance(value, list):
+            if not value:
+                return (self.punct("EMPTY_ARRAY"),)
+            seq = [self.punct("LSQB")]
+            for i, v in enumerate(value):
+                if i:
+                    seq.append(self.punct("COMMA"))
+                seq += self.literal(v, ptr)
+            return (*seq, self.punct("RSQB"))
+        return (self.terminal("CONST", re.escape(_dump(value, ptr))),)
+
+    # -- any value --------------------------------------------------------------------------------------
+
+    def any_value(self) -> str:
+        if self._any is None:
+            self._any = name = "any_value"
+            obj, members, arr, items = "any_object", "any_members", "any_array", "any_items"
+            p = self.punct
+            for alt in [(obj,), (arr,), (p("STRING"),), (p("NUMBER"),), (p("TRUE"),), (p("FALSE"),), (p("NULL"),)]:
+                self.rules.append(Rule(name, alt))
+            self.rules += [
+                Rule(obj, (p("EMPTY_OBJECT"),)), Rule(obj, (p("LBRACE"), members, p("RBRACE"))),
+                Rule(members, (p("KEY"), name)), Rule(members, (members, p("COMMA"), p("KEY"), name)),
+                Rule(arr, (p("EMPTY_ARRAY"),)), Rule(arr, (p("LSQB"), items, p("RSQB"))),
+                Rule(items, (name,)), Rule(items, (items, p("COMMA"), name)),
+            ]  # fmt: skip
+            self._names.update((name, obj, members, arr, items))
+        return self._any
+
+    # -- strings ----------------------------------------------------------------------------------------
+
+    def string_terminal(self, s: dict, ptr: str) -> str | None:
+        low, high = s.get("minLength", 0), s.get("maxLength")
+        if high is not None and high < low:
+            return None
+        constraints: list[str] = []  # whole-input regexes over the quoted JSON text
+        for p in _as_list(s.get("pattern")):
+            try:
+                constraints.append('"' + encode_search(p) + '"')
+            except (GrammarError, re.error) as exc:
+                self.unsupported("pattern", ptr, f"pattern {p!r}: {getattr(exc, 'message', exc)}")
+        for f in _as_list(s.get("format")):
+            if f in SUPPORTED_FORMATS:
+                constraints.append('"' + encode_search(r"\A(?:" + SUPPORTED_FORMATS[f] + r")\Z") + '"')
+            else:
+                self.unsupported("format", ptr, f"format {f!r} is not one of {', '.join(SUPPORTED_FORMATS)}")
+        if not constraints and low == 0 and high is None:
+            return self.punct("STRING")
+        if high is not None and high - low > 10_000 or low > 10_000:
+            self.unsupported("maxLength", ptr, "string length bounds above 10000 are not supported")
+            low, high = min(low, 10_000), None
+        dfas = []
+        if low or high is not None:
+            dfas.append(counted_string_dfa(low, high))
+            count = f"{{{low},{'' if high is None else high}}}"
+            constraints.insert(0, '"' + CHAR + count + '"')
+        try:
+            dfas += [compile_regex(c, whole_input=True) for c in constraints[len(dfas) :]]
+        except GrammarError as exc:
+            self.unsupported("pattern", ptr, exc.message)
+            return self.punct("STRING")
+        dfa = functools.reduce(intersect, dfas)
+        if dfa is None:
+            return None
+        regex = "".join(f"(?={c[1:]})" if i < len(constraints) - 1 else c[1:] for i, c in enumerate(constraints))
+        return self.terminal("STRING", '"' + regex, dfa)
+
+    # -- numbers ----------------------------------------------------------------------------------------
+
+    def number_terminal(self, s: dict, ptr: str, *, integer: bool) -> str | None:
+        if integer:
+            low = high = None
+            if "minimum" in s:
+                low = math.ceil(Decimal(s["minimum"]))
+            if "exclusiveMinimum" in s:
+                low = _max(low, math.floor(Decimal(s["exclusiveMinimum"])) + 1)
+            if "maximum" in s:
+                high = math.floor(Decimal(s["maximum"]))
+            if "exclusiveMaximum" in s:
+                high = _min(high, math.ceil(Decimal(s["exclusiveMaximum"])) - 1)
+            if low is None and high is None:
+                return self.punct("INTEGER")
+            if low is not None and high is not None and low > high:
+                return None
+            return self.terminal("INTEGER", integer_range(low, high))
+        lo = hi = None
+        if "minimum" in s:
+            lo = float_safe(s["minimum"], up=True, strict=False)
+        if "exclusiveMinimum" in s:
+            lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
+        if "maximum" in s:
+            hi = float_safe(s["maximum"], up=False, strict=False)
+        if "exclusiveMaximum" in s:
+            hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
+        if lo is None and hi is None:
+            return self.punct("NUMBER")
+        if lo is not None and hi is not None and lo > hi:
+            return None
+        return self.terminal("NUMBER", decimal_range(lo, hi))
+
+    # -- objects ----------------------------------------------------------------------------------------
+
+    def object_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        props = s.get("properties", {})
+        required = s.get("required", [])
+        default_ap = self.extra_properties or not ("properties" in s or "required" in s)
+        ap = s.get("additionalProperties", True if default_ap else False)
+        low, high = s.get("minProperties", 0), s.get("maxProperties")
+        if high is not None and low > high:
+            return []
+        names = list(props) + [r for r in dict.fromkeys(required) if r not in props]
+        members: list[tuple[str, str, bool]] = []  # (key terminal, value nonterminal, required)
+        for n in names:
+            sub_ptr = _pointer(ptr, "properties", n) if n in props else _pointer(ptr, "additionalProperties")
+            value = self.node(props.get(n, ap), sub_ptr)
+            if value is None:
+                if n in required:
+                    return []
+                continue
+            members.append((self.key(n), value, n in required))
+        extra_value = self.node(ap, _pointer(ptr, "additionalProperties")) if ap is not False else None
+        extra_key = self.extra_key(names) if extra_value else None
+        cap = high if high is not None else max(low, 1)
+        if cap * (len(members) + 1) > _MAX_CHAIN:
+            self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
+            return [(self.any_value(),)] if self.lenient else []
+        base = self.new_name(ptr + "/members") + "_"
+        made: dict[tuple[int, int], str] = {}
+
+        def state(i: int, c: int) -> str:
+            if (i, c) in made:
+                return made[i, c]
+            name = made[i, c] = f"{base}_{i}_{c}"
+            comma = (self.punct("COMMA"),) if c else ()
+            nxt = min(c + 1, cap)
+            if i < len(members):
+                key, value, req = members[i]
+                if not req:
+                    self.rules.append(Rule(name, (state(i + 1, c),)))
+                if high is None or c < high:
+                    self.rules.append(Rule(name, (*comma, key, value, state(i + 1, nxt))))
+            else:
+                if c >= max(low, 1):
+                    self.rules.append(Rule(name, ()))
+                if extra_key and extra_value and (high is None or c < high):
+                    self.rules.append(Rule(name, (*comma, extra_key, extra_value, state(i, nxt))))
+            return name
+
+        out: list[tuple[str, ...]] = []
+        if low == 0 and not any(req for _, _, req in members):
+            out.append((self.punct("EMPTY_OBJECT"),))
+        if high is None or high > 0:
+            out.append((self.punct("LBRACE"), state(0, 0), self.punct("RBRACE")))
+        return out
+
+    def extra_key(self, names: list[str]) -> str:
+        """A key other than ``names``: any JSON string when there are none."""
+        if not names:
+            return self.punct("KEY")
+        excluded = "|".join("".join(encode_set(((ord(ch), ord(ch)),)) for ch in n) for n in names)
+        regex = f'"(?!(?:{excluded})")' + encode_set(((0, sys.maxunicode),)) + '*"' + self.ws + ":" + self.ws
+        return self.terminal("KEY", regex)
+
+    # -- arrays -----------------------------------------------------------------------------------------
+
+    def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        prefix = s.get("prefixItems", [])
+        low, high = s.get("minItems", 0), s.get("maxItems")
+        elems = [self.node(x, _pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
+        rest = self.node(s.get("items", True), _pointer(ptr, "items"))
+        limit = next((j for j, e in enumerate(elems) if e is None), None)  # no value fits position `limit`
+        if limit is None and rest is None:
+            limit = len(elems)
+        if limit is not None:
+            high = limit if high is None else min(high, limit)
+        if high is not None and low > high:
+            return []
+        loop = max(len(elems), low)  # from here on every position looks the same
+        last = high if high is not None else loop
+        if last > _MAX_CHAIN:
+            self.unsupported("maxItems" if high is not None else "minItems", ptr, "the bound is too large to unroll")
+            return [(self.any_value(),)] if self.lenient else []
+        base = self.new_name(ptr + "/items") + "_"
+        made: dict[int, str] = {}
+
+        def elem(j: int) -> str | None:
+            return elems[j] if j < len(elems) else rest
+
+        def state(j: int) -> str:
+            if j in made:
+                return made[j]
+            name = made[j] = f"{base}_{j}"
+            if j >= low:
+                self.rules.append(Rule(name, ()))
+            e = elem(j)
+            if (high is None or j < high) and e is not None:
+                nxt = j + 1 if high is not None or j + 1 <= loop else loop
+                self.rules.append(Rule(name, (self.punct("COMMA"), e, state(nxt))))
+            return name
+
+        out: list[tuple[str, ...]] = []
+        if low == 0:
+            out.append((self.punct("EMPTY_ARRAY"),))
+        first = elem(0)
+        if (high is None or high > 0) and first is not None:
+            out.append((self.punct("LSQB"), first, state(1 if high is not None or loop >= 1 else loop), self.punct("RSQB")))
+        return out
+
+
+def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]:
+    """The rules all of whose symbols derive some string (unsatisfiable subschemas have none)."""
+    productive: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for rule in rules:
+            if rule.lhs not in productive and all(x in productive or x in terminals for x in rule.rhs):
+                productive.add(rule.lhs)
+                changed = True
+    return [r for r in rules if r.lhs in productive and all(x in productive or x in terminals for x in r.rhs)]
+
+
+# -- helpers on schemas and values ----------------------------------------------------------------------
+
+
+def _as_list(x: Any) -> list:
+    return [] if x is None else list(x) if isinstance(x, list) else [x]
+
+
+def _conj(x: Any, y: Any) -> Any:
+    if x is True:
+        return y
+    if y is True:
+        return x
+    if x is False or y is False:
+        return False
+    return {"allOf": [x, y]}
+
+
+def _type_intersection(x: Any, y: Any) -> list[str]:
+    a, b = set(_as_list(x)), set(_as_list(y))
+    if "number" in a:
+        a.add("integer")
+    if "number" in b:
+        b.add("integer")
+    return [t for t in _TYPES if t in a & b]
+
+
+def _value_types(s: dict) -> set[str]:
+    """Kinds of JSON value (integer folded into number) a flattened schema may accept."""
+    values = _values(s)
+    if values is not None:
+        return {_kind(v) for v in values}
+    if "type" not in s:
+        return {"null", "boolean", "object", "array", "number", "string"}
+    return {"number" if t == "integer" else t for t in _as_list(s["type"])}
+
+
+def _values(s: dict) -> list | None:
+    if "const" in s:
+        return [s["const"]]
+    if "enum" in s:
+        return list(s["enum"])
+    return None
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", dict: "object", list: "array"}.get(type(v), "string")
+
+
+def _is_type(v: Any, t: str) -> bool:
+    if t == "integer":
+        return _is_type(v, "number") and (isinstance(v, int) or float(v).is_integer())
+    if t == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return _kind(v) == t
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    if _kind(a) != _kind(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _dump(value: Any, ptr: str) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SchemaError(f"enum/const value {value!r} at {ptr} is not JSON", pointer=ptr)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"enum/const value at {ptr} is not JSON: {exc}", pointer=ptr) from None
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None else max(a, b)
+
+
+def _min(a: Any, b: Any) -> Any:
+    return b if a is None else min(a, b)
