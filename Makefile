@@ -18,7 +18,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m gad.demo
+	@{ $(VENV)/bin/gad generate --grammar grammars/json.lark --greedy --max-new-tokens 128 \
+		--prompt "Give a short JSON object describing a fictional person, with the keys name, age and city."; \
+		echo $$? > $(VENV)/demo.status; } | tee $(VENV)/demo.out
+	@test "$$(cat $(VENV)/demo.status)" = 0
+	@$(PY) -c "import json, sys; json.load(open(sys.argv[1])); print('# json.loads: ok')" $(VENV)/demo.out
 
 test: install
 	$(PY) -m pytest -q

@@ -1,0 +1,287 @@
+"""GrammarLogitsProcessor: driven by hand like `generate` drives it, then inside `model.generate`
+with a tiny random model in every decoding mode, then the docstring example with SmolLM2."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import re
+from pathlib import Path
+
+import lark
+import pytest
+import torch
+
+import gad
+from gad.errors import ConfigurationError
+from gad.integrations import hf
+from gad.lm import random_hf_model
+
+GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
+ARITHMETIC = (GRAMMARS / "arithmetic.lark").read_text()
+JSON_GRAMMAR = (GRAMMARS / "json.lark").read_text()
+
+TOKENS = [
+    b"<eos>", b"0", b"1", b"2", b"12", b"+", b"-", b"*", b"/", b"(", b")", b" ", b"1+", b"+(", b"2)",
+    b".", b".5", b"[", b"]", b"{", b"}", b",", b":", b'"', b'"a', b'":', b"a", b"true", b"null",
+    b"\n", b"],", b"},", b'{"',
+]
+EOS = 0
+MODEL_VOCAB = 40  # the model has more logits than the tokenizer has tokens
+INFO = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=EOS, vocab_size=MODEL_VOCAB)
+COMPILED = {"arithmetic": gad.GrammarCompiler(INFO).compile(ARITHMETIC), "json": gad.GrammarCompiler(INFO).compile(JSON_GRAMMAR)}
+SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR}
+MODEL = random_hf_model(MODEL_VOCAB, seed=1)
+
+
+def ids(*pieces: bytes) -> list[int]:
+    return [TOKENS.index(p) for p in pieces]
+
+
+def fresh_mask(name: str, history: list[int]) -> torch.Tensor:
+    matcher = gad.GrammarMatcher(COMPILED[name])
+    for token in history:
+        assert matcher.accept_token(token)
+    return matcher.next_token_mask()
+
+
+# -- driving the processor by hand ----------------------------------------------------------------
+
+
+def test_rows_follow_their_own_history_when_reordered() -> None:
+    """Like beam search: between steps rows are reordered, duplicated and dropped."""
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    prompt = [5, 5]  # never fed to the grammar
+    histories: list[list[int]] = [[], [], []]
+    steps = [  # each new row: (the index of its parent row, its new token)
+        [(0, b"["), (1, b"{"), (2, b"[")],
+        [(1, b'"a'), (0, b"1"), (1, b'{"')],  # row 1 twice, row 2 dropped; '{{"' is not JSON
+        [(1, b","), (0, b'":'), (1, b"]")],
+    ]
+    for step in [None, *steps]:
+        if step is not None:
+            histories = [histories[parent] + ids(token) for parent, token in step]
+        out = processor(torch.tensor([prompt + h for h in histories]), torch.zeros(len(histories), MODEL_VOCAB))
+        for history, row in zip(histories, out):
+            allowed = row > -torch.inf
+            if history[-2:] == ids(b"{", b'{"'):
+                assert not allowed.any()  # a dead row: everything -inf
+            else:
+                assert torch.equal(allowed[: len(TOKENS)], fresh_mask("json", history)[: len(TOKENS)])
+                assert not allowed[len(TOKENS) :].any()
+    assert processor.num_generations == 1 and processor.prompt_length == 2
+
+
+def test_eos_only_where_the_grammar_is_complete() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["arithmetic"])
+    sequence = torch.tensor([[3, 3]])
+    for token in [*ids(b"1+", b"2", b" ", b"*", b"(", b"12", b")"), EOS]:
+        out = processor(sequence, torch.zeros(1, MODEL_VOCAB))
+        history = sequence[0, 2:].tolist()
+        complete = bool(history) and history[-1] in ids(b"2", b" ", b")")
+        assert bool(out[0, EOS] > -torch.inf) == complete, history
+        sequence = torch.cat([sequence, torch.tensor([[token]])], dim=1)
+    # After EOS (and padding with EOS), a finished row allows only EOS.
+    for _ in range(2):
+        out = processor(sequence, torch.zeros(1, MODEL_VOCAB))
+        assert (out[0] > -torch.inf).nonzero().flatten().tolist() == [EOS]
+        sequence = torch.cat([sequence, torch.tensor([[EOS]])], dim=1)
+    assert processor.num_generations == 1
+    assert processor.is_complete(sequence).tolist() == [True]
+
+
+def test_scores_are_not_modified_in_place() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    scores = torch.randn(2, MODEL_VOCAB)
+    before = scores.clone()
+    out = processor(torch.tensor([[1], [2]]), scores)
+    assert torch.equal(scores, before)
+    assert out is not scores and torch.isneginf(out).any()
+    allowed = ~torch.isneginf(out)
+    assert torch.equal(out[allowed], scores[allowed])
+
+
+@pytest.mark.parametrize("logits", [MODEL_VOCAB, len(TOKENS), 64])
+def test_mask_is_sized_to_the_logits(logits: int) -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    out = processor(torch.tensor([[1]]), torch.zeros(1, logits))
+    assert out.shape == (1, logits)
+    assert torch.isneginf(out[0, len(TOKENS) :]).all()
+
+
+def test_a_new_call_is_noticed() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    seq = torch.tensor([[1, 2]])
+    processor(seq, torch.zeros(1, MODEL_VOCAB))
+    processor(torch.tensor([[1, 2, ids(b"[")[0]]]), torch.zeros(1, MODEL_VOCAB))
+    assert processor.prompt_length == 2 and processor.num_generations == 1
+    # A different prompt of the length that a continuation would have: a new generation.
+    out = processor(torch.tensor([[9, 9, 9, 9]]), torch.zeros(1, MODEL_VOCAB))
+    assert processor.prompt_length == 4 and processor.num_generations == 2
+    assert torch.equal(out[0, : len(TOKENS)] > -torch.inf, fresh_mask("json", [])[: len(TOKENS)])
+    # A shorter input: a new generation.
+    processor(torch.tensor([[1]]), torch.zeros(1, MODEL_VOCAB))
+    assert processor.prompt_length == 1 and processor.num_generations == 3
+
+
+def test_is_complete() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["arithmetic"])
+    with pytest.raises(ConfigurationError, match="prompt_length"):
+        processor.is_complete(torch.tensor([[1, 2]]))
+    rows = torch.tensor([
+        [9, 9, *ids(b"1+", b"2"), EOS, EOS],  # complete, padded with EOS
+        [9, 9, *ids(b"1+", b"2", b"*", b"2")],  # a sentence, but cut: no EOS
+        [9, 9, *ids(b"1+"), EOS, EOS, EOS],  # EOS where the grammar does not allow it
+        [9, 9, *ids(b"(", b")", b"2"), EOS],  # not grammatical
+    ])  # fmt: skip
+    assert processor.is_complete(rows, prompt_length=2).tolist() == [True, False, False, False]
+    assert processor.is_complete(rows.tolist(), prompt_length=2).tolist() == [True, False, False, False]
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="`compiled` has to be a gad.CompiledGrammar"):
+        gad.GrammarLogitsProcessor(ARITHMETIC)  # type: ignore[arg-type]
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    with pytest.raises(ConfigurationError, match="batch_size"):
+        processor(torch.tensor([1, 2]), torch.zeros(2, MODEL_VOCAB))
+
+
+def test_import_gad_does_not_import_transformers() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, gad; assert 'transformers' not in sys.modules; gad.GrammarLogitsProcessor; assert 'transformers' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(Path(gad.__file__).parent.parent)})
+    assert gad.GrammarLogitsProcessor is hf.GrammarLogitsProcessor
+    assert "GrammarLogitsProcessor" in gad.__all__ and "GrammarLogitsProcessor" in dir(gad)
+
+
+# -- inside model.generate ------------------------------------------------------------------------
+
+
+def text_of(row: list[int]) -> str:
+    return INFO.decode_bytes([t for t in row if t != EOS]).decode("utf-8", errors="replace")
+
+
+def assert_grammatical(name: str, sequences: torch.Tensor, prompt_length: int, complete: torch.Tensor) -> None:
+    """Complete rows parse with lark (and json.loads); the others are viable prefixes."""
+    for row, ok in zip(sequences[:, prompt_length:].tolist(), complete.tolist()):
+        generated = row[: row.index(EOS) + 1] if EOS in row else row
+        if ok:
+            text = text_of(generated)
+            lark.Lark(SOURCES[name], parser="earley", lexer="dynamic_complete").parse(text)
+            if name == "json":
+                json.loads(text)
+        else:
+            matcher = gad.GrammarMatcher(COMPILED[name])
+            assert all(matcher.accept_token(t) for t in generated if t != EOS), text_of(generated)
+
+
+MODES = {
+    "greedy": {"do_sample": False},
+    "sample": {"do_sample": True, "num_return_sequences": 3},
+    "beam": {"do_sample": False, "num_beams": 4, "num_return_sequences": 4},
+    "beam-sample": {"do_sample": True, "num_beams": 3, "num_return_sequences": 2},
+}
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "json"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_of_generate_is_grammatical(name: str, mode: str) -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED[name])
+    # Left-padded prompts of different lengths (padding id = EOS, masked out).
+    input_ids = torch.tensor([[1, 2, 3, 4], [EOS, EOS, 5, 6], [EOS, 7, 8, 9]])
+    attention_mask = (torch.arange(4) >= torch.tensor([[0], [2], [1]])).long()
+    torch.manual_seed(0)
+    out = MODEL.generate(
+        input_ids=input_ids, attention_mask=attention_mask, logits_processor=[processor],
+        max_new_tokens=12, pad_token_id=EOS, eos_token_id=EOS, **MODES[mode],
+    )  # fmt: skip
+    assert out.shape[0] == 3 * MODES[mode].get("num_return_sequences", 1)
+    complete = processor.is_complete(out)
+    assert processor.prompt_length == 4
+    assert_grammatical(name, out, 4, complete)
+
+
+def test_batch_equals_single_sequences_greedy() -> None:
+    prompts = [[1, 2, 3, 4], [5, 6], [7, 8, 9]]
+    processor = gad.GrammarLogitsProcessor(COMPILED["json"])
+    width = max(map(len, prompts))
+    input_ids = torch.tensor([[EOS] * (width - len(p)) + p for p in prompts])
+    attention_mask = (input_ids != EOS).long()
+    kwargs = {"max_new_tokens": 10, "do_sample": False, "pad_token_id": EOS, "eos_token_id": EOS}
+    batch = MODEL.generate(input_ids=input_ids, attention_mask=attention_mask, logits_processor=[processor], **kwargs)
+    for b, prompt in enumerate(prompts):
+        single = MODEL.generate(input_ids=torch.tensor([prompt]), logits_processor=[processor], **kwargs)
+        generated = single[0, len(prompt) :].tolist()
+        assert batch[b, width : width + len(generated)].tolist() == generated
+
+
+@pytest.mark.parametrize("mode", ["greedy", "beam"])
+def test_reuse_across_generate_calls(mode: str) -> None:
+    reused = gad.GrammarLogitsProcessor(COMPILED["json"])
+    kwargs = {"max_new_tokens": 8, "pad_token_id": EOS, "eos_token_id": EOS, **MODES[mode]}
+    for prompt in ([[1, 2, 3]], [[4, 5, 6, 7, 8]], [[1, 2]], [[1, 2, 3]]):
+        input_ids = torch.tensor(prompt)
+        with_reused = MODEL.generate(input_ids=input_ids, logits_processor=[reused], **kwargs)
+        fresh = gad.GrammarLogitsProcessor(COMPILED["json"])
+        with_fresh = MODEL.generate(input_ids=input_ids, logits_processor=[fresh], **kwargs)
+        assert torch.equal(with_reused, with_fresh)
+        assert reused.is_complete(with_reused).tolist() == fresh.is_complete(with_fresh).tolist()
+    assert reused.num_generations == 4
+
+
+TIGHT = 'start: "0" | "1" "1"'  # so few allowed tokens that beam search keeps -inf candidates
+
+
+@pytest.mark.parametrize("grammar", ["json", "tight"])
+def test_beam_search_follows_reordering(grammar: str) -> None:
+    """Every row beam search shows the processor is masked by its own history (rows whose history
+    the grammar rejects would be all -inf), and every returned beam is grammatical."""
+    compiled = COMPILED[grammar] if grammar in COMPILED else gad.GrammarCompiler(INFO).compile(TIGHT)
+    seen: list[tuple[list[int], bool]] = []
+
+    class Recorder(gad.GrammarLogitsProcessor):
+        def __call__(self, input_ids, scores):
+            out = super().__call__(input_ids, scores)
+            seen.extend(zip(input_ids[:, 3:].tolist(), torch.isneginf(out).all(dim=-1).tolist()))
+            return out
+
+    processor = Recorder(compiled)
+    out = MODEL.generate(
+        input_ids=torch.tensor([[1, 2, 3]]), logits_processor=[processor], max_new_tokens=8,
+        num_beams=5, num_return_sequences=5, do_sample=False, pad_token_id=EOS, eos_token_id=EOS,
+    )  # fmt: skip
+    complete = processor.is_complete(out)
+    for row, ok in zip(out[:, 3:].tolist(), complete.tolist()):
+        matcher = gad.GrammarMatcher(compiled)
+        grammatical = [matcher.accept_token(t) for t in (row[: row.index(EOS) + 1] if EOS in row else row)]
+        assert all(grammatical) and ok == (EOS in row and matcher.is_terminated())
+    assert len({tuple(row) for row, _ in seen if len(row) == 2}) > 1  # the beams did diverge
+    for row, dead in seen:
+        matcher = gad.GrammarMatcher(compiled)
+        rejected = False
+        for token in row:
+            if matcher.is_terminated():
+                break
+            if not matcher.accept_token(token):
+                rejected = True
+                break
+        assert dead == rejected, row
+
+
+# -- the real model -------------------------------------------------------------------------------
+
+
+def test_docstring_example_with_smollm2(monkeypatch) -> None:
+    """The class docstring's example runs as written, with SmolLM2 (offline)."""
+    # Markdown fences, as transformers' docstrings have them, are not part of the expected output.
+    docstring = re.sub(r"^\s*```.*$", "", hf.GrammarLogitsProcessor.__doc__, flags=re.MULTILINE)
+    examples = doctest.DocTestParser().get_examples(docstring)
+    assert examples
+    test = doctest.DocTest(examples, {}, "GrammarLogitsProcessor", None, 0, None)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    monkeypatch.chdir(GRAMMARS.parent)
+    runner.run(test)
+    assert runner.failures == 0
