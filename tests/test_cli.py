@@ -168,7 +168,7 @@ def test_usage_errors_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["generate", "--prompt", "x"])
     assert exc.value.code == 2
-    assert "gad: error: the following arguments are required: --grammar" in capsys.readouterr().err
+    assert "gad: error: one of the arguments --grammar --json-schema is required" in capsys.readouterr().err
 
 
 def test_console_script_runs() -> None:
