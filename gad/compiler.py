@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gad.bitmask import bitmask_words, pack_bool_mask
-from gad.errors import ConfigurationError, GadError
+from gad.storage import load_arrays, save_arrays
+from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 from gad.grammar.regex import ByteDFA
 from gad.parser.earley import EarleyParser, EarleyTables
@@ -190,56 +188,41 @@ class CompiledGrammar:
                 arrays[f"data_{key}"] = entry.accepted.data
                 for name in LexemeEntry.ARRAYS:
                     arrays[f"{name}_{key}"] = getattr(entry, name)
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_arrays(path, arrays, meta)
 
     @classmethod
     def load(cls, path: str | Path, tokenizer_info: TokenizerInfo) -> CompiledGrammar:
         """Load a file written by `save`; the tokenizer must be the one it was compiled for."""
-        path = Path(path)
+        data, meta = load_arrays(path, "compiled grammar")
+        if meta.get("format") != FORMAT_VERSION:
+            raise ConfigurationError(
+                f"{path}: compiled-grammar format {meta.get('format')} is not {FORMAT_VERSION}; recompile"
+            )
+        if meta.get("tokenizer") != tokenizer_fingerprint(tokenizer_info):
+            raise ConfigurationError(f"{path} was compiled for a different tokenizer")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                if meta.get("format") != FORMAT_VERSION:
-                    raise ConfigurationError(
-                        f"{path}: compiled-grammar format {meta.get('format')} is not {FORMAT_VERSION}; recompile"
+            dfas = {
+                name: ByteDFA(
+                    tuple(tuple(row) for row in data[f"dfa_table_{i}"].tolist()),
+                    frozenset(data[f"dfa_accepting_{i}"].tolist()),
+                    int(data[f"dfa_initial_{i}"][0]),
+                    regex,
+                )
+                for i, (name, (regex, _, _)) in enumerate(meta["grammar"]["terminals"].items())
+            }
+            grammar = _grammar_from_json(meta["grammar"], dfas)
+            entries = [
+                [
+                    LexemeEntry(
+                        TokenSet(int(data[f"kind_{t}_{q}"][0]), data[f"data_{t}_{q}"], tokenizer_info.vocab_size),
+                        *(data[f"{name}_{t}_{q}"] for name in LexemeEntry.ARRAYS),
                     )
-                if meta["tokenizer"] != tokenizer_fingerprint(tokenizer_info):
-                    raise ConfigurationError(f"{path} was compiled for a different tokenizer")
-                dfas = {
-                    name: ByteDFA(
-                        tuple(tuple(row) for row in data[f"dfa_table_{i}"].tolist()),
-                        frozenset(data[f"dfa_accepting_{i}"].tolist()),
-                        int(data[f"dfa_initial_{i}"][0]),
-                        regex,
-                    )
-                    for i, (name, (regex, _, _)) in enumerate(meta["grammar"]["terminals"].items())
-                }
-                grammar = _grammar_from_json(meta["grammar"], dfas)
-                entries = [
-                    [
-                        LexemeEntry(
-                            TokenSet(
-                                int(data[f"kind_{t}_{q}"][0]), data[f"data_{t}_{q}"], tokenizer_info.vocab_size
-                            ),
-                            *(data[f"{name}_{t}_{q}"] for name in LexemeEntry.ARRAYS),
-                        )
-                        for q in range(count)
-                    ]
-                    for t, count in enumerate(meta["states"])
+                    for q in range(count)
                 ]
-        except GadError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise ConfigurationError(f"cannot load compiled grammar {path}: {exc}") from None
+                for t, count in enumerate(meta["states"])
+            ]
+        except (KeyError, ValueError) as exc:
+            raise ConfigurationError(f"cannot load compiled grammar {path}: missing or bad entry {exc}") from None
         compiled = cls(grammar, tokenizer_info, entries)
         if [len(t) for t in compiled.parser.tables.dfa_tables] != meta["states"]:
             raise ConfigurationError(f"{path} is inconsistent: its automata do not match its mask store")
@@ -490,75 +473,53 @@ class _FollowContext:
         self.ignore = ignore
         self._memo: dict[tuple[int, bytes], bool] = {}
 
+    def _reads(self, terminal: int, data: bytes, rest_ok, whole_ok: bool) -> bool:
+        """Walk ``terminal``'s DFA over ``data``: True if it ends after k < len(data) bytes with
+        ``rest_ok(data[k:])``, or (when ``whole_ok``) stays alive to the end of ``data``."""
+        dfa = self.dfas[terminal]
+        state = dfa.initial
+        for position, byte in enumerate(data):
+            state = dfa.table[state][byte]
+            if state < 0:
+                return False
+            if state in dfa.accepting and position + 1 < len(data) and rest_ok(data[position + 1 :]):
+                return True
+        return whole_ok
+
     def readable_within(self, terminal: int, data: bytes) -> bool:
         """Can ``terminal`` read all of ``data``, or end inside it with the rest readable after it?"""
         key = (~terminal, data)
         verdict = self._memo.get(key)
         if verdict is None:
-            dfa = self.dfas[terminal]
-            state, table = dfa.initial, dfa.table
-            verdict = False
-            for position, byte in enumerate(data):
-                state = table[state][byte]
-                if state < 0:
-                    break
-                if state in dfa.accepting and position + 1 < len(data) and self.readable_after(terminal, data[position + 1 :]):
-                    verdict = True
-                    break
-            else:
-                verdict = True
+            verdict = self._reads(terminal, data, lambda rest: self.readable_after(terminal, rest), True)
             self._memo[key] = verdict
         return verdict
 
     def ends_then_ignorable(self, terminal: int, data: bytes) -> bool:
         """Can ``terminal`` end inside ``data`` with only %ignore terminals reading the rest?"""
-        dfa = self.dfas[terminal]
-        state = dfa.initial
-        for position, byte in enumerate(data):
-            state = dfa.table[state][byte]
-            if state < 0:
-                return False
-            if state in dfa.accepting and position + 1 < len(data) and self._ignorable(data[position + 1 :]):
-                return True
-        return False
+        return self._reads(terminal, data, self._ignorable, False)
 
     def chains(self, terminal: int, data: bytes) -> tuple[set[int], bool]:
         """Where ``terminal`` ends inside ``data``: the followers G that read all the rest (or end
         with only %ignore terminals after them), and whether some rest needs a longer chain."""
-        dfa = self.dfas[terminal]
-        state = dfa.initial
         seconds: set[int] = set()
         deeper = False
-        for position, byte in enumerate(data):
-            state = dfa.table[state][byte]
-            if state < 0:
-                break
-            if state in dfa.accepting and position + 1 < len(data):
-                rest = data[position + 1 :]
-                for g in self.follow[terminal]:
-                    if self._reads_to_end(g, rest) or self.ends_then_ignorable(g, rest):
-                        seconds.add(g)
-                    elif self.readable_within(g, rest):
-                        deeper = True
-        return seconds, deeper
 
-    def _reads_to_end(self, terminal: int, data: bytes) -> bool:
-        return self.dfas[terminal].walk(self.dfas[terminal].initial, data) >= 0
+        def classify(rest: bytes) -> bool:
+            nonlocal deeper
+            for g in self.follow[terminal]:
+                if self._reads(g, rest, self._ignorable, True):
+                    seconds.add(g)
+                elif self.readable_within(g, rest):
+                    deeper = True
+            return False  # look at every place where `terminal` may end
+
+        self._reads(terminal, data, classify, False)
+        return seconds, deeper
 
     def _ignorable(self, data: bytes) -> bool:
         """Is ``data`` a sequence of %ignore terminals? (Each may also end inside it.)"""
-        return any(self._ignore_reads(g, data) for g in self.ignore)
-
-    def _ignore_reads(self, terminal: int, data: bytes) -> bool:
-        dfa = self.dfas[terminal]
-        state = dfa.initial
-        for position, byte in enumerate(data):
-            state = dfa.table[state][byte]
-            if state < 0:
-                return False
-            if state in dfa.accepting and position + 1 < len(data) and self._ignorable(data[position + 1 :]):
-                return True
-        return True
+        return any(self._reads(g, data, self._ignorable, True) for g in self.ignore)
 
     def readable_after(self, terminal: int, data: bytes) -> bool:
         """Can ``data`` be read right after ``terminal`` ended?"""
