@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -343,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.experiment if args.experiment != "smollm2" else f"smollm2_{args.grammar}"
     out = args.out or RESULTS / f"asap_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
+    # Compact: the SmolLM2 results hold every sample's token ids.
+    out.write_text(json.dumps(result, separators=(",", ":")))
     print(f"# written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 
