@@ -37,5 +37,5 @@ def load_arrays(path: str | os.PathLike[str], what: str) -> tuple[dict[str, np.n
             arrays = {key: data[key] for key in data.files}
         meta = json.loads(bytes(arrays.pop("meta")).decode())
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigurationError(f"cannot load {what} {path}: {exc}") from None
+        raise ConfigurationError(f"cannot load {path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
     return arrays, meta

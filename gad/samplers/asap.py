@@ -54,11 +54,9 @@ length L costs O(L² · |allowed|) trie work on top of the LM; see `benchmarks/a
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -71,6 +69,7 @@ from gad.lm import LanguageModel
 from gad.matcher import GrammarMatcher
 from gad.samplers import Sample, fit_mask
 from gad.samplers.gcd import check_sampling_args
+from gad.storage import load_arrays, save_arrays
 
 __all__ = ["ASApSampler", "ExpectedFuturesTrie", "TrieNode", "TrieStore"]
 
@@ -345,41 +344,31 @@ class TrieStore:
             "max_nodes": self.max_nodes,
             "tries": tries_meta,
         }
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_arrays(path, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], compiled: CompiledGrammar) -> TrieStore:
         """Read a file written by `save`; `compiled` must be the same grammar and tokenizer."""
         path = Path(path)
+        data, meta = load_arrays(path, "ASAp trie file")
+        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+            raise ConfigurationError(
+                f"{path}: not an ASAp trie file of version {FORMAT_VERSION} "
+                f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
+            )
+        if meta.get("grammar") != grammar_fingerprint(compiled.grammar):
+            raise ConfigurationError(f"{path} holds tries for a different grammar")
+        if meta.get("tokenizer") != tokenizer_fingerprint(compiled.tokenizer_info):
+            raise ConfigurationError(f"{path} holds tries for a different tokenizer")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-                    raise ConfigurationError(
-                        f"{path}: not an ASAp trie file of version {FORMAT_VERSION} "
-                        f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
-                    )
-                if meta["grammar"] != grammar_fingerprint(compiled.grammar):
-                    raise ConfigurationError(f"{path} holds tries for a different grammar")
-                if meta["tokenizer"] != tokenizer_fingerprint(compiled.tokenizer_info):
-                    raise ConfigurationError(f"{path} holds tries for a different tokenizer")
-                store = cls(compiled, meta["temperature"], meta["max_nodes"])
-                for k, info in enumerate(meta["tries"]):
-                    arr = {name: data[f"t{k}_{name}"] for name in
-                           ("prompt", "parent", "index", "value", "sizes", "ids", "logp", "p", "c")}
-                    trie = store.get(arr["prompt"].tolist(), info["max_length"])
-                    trie.num_samples, trie.num_complete = info["samples"], info["complete"]
-                    _fill(trie, arr)
-        except (OSError, KeyError, ValueError) as exc:
+            store = cls(compiled, meta["temperature"], meta["max_nodes"])
+            for k, info in enumerate(meta["tries"]):
+                arr = {name: data[f"t{k}_{name}"] for name in
+                       ("prompt", "parent", "index", "value", "sizes", "ids", "logp", "p", "c")}
+                trie = store.get(arr["prompt"].tolist(), info["max_length"])
+                trie.num_samples, trie.num_complete = info["samples"], info["complete"]
+                _fill(trie, arr)
+        except (KeyError, ValueError) as exc:
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"{path}: not a readable ASAp trie file ({type(exc).__name__}: {exc})") from None
