@@ -5,6 +5,7 @@ Every sampler takes its constraint (a `CompiledGrammar`, through `GrammarMatcher
 high-level entry point that dispatches on the sampler's name.
 
 - `gad.samplers.gcd`: grammar-constrained decoding — greedy or ancestral sampling under the mask.
+- `gad.samplers.asap`: grammar-aligned sampling — reweights by learned expected futures (ASAp).
 - `gad.samplers.awrs`: adaptive weighted rejection sampling — a few grammar checks per token
   instead of a mask, and an unbiased importance weight.
 - `gad.samplers.smc`: sequential Monte Carlo over AWRS particles, with resampling.
