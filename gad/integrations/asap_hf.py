@@ -21,6 +21,7 @@ from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
 from gad.errors import ConfigurationError, DeadEndError, TokenError
+from gad.integrations.hf import check_processor_inputs
 from gad.matcher import GrammarMatcher
 from gad.samplers import fit_mask
 from gad.samplers.asap import ExpectedFuturesTrie, TrieNode, TrieStore
@@ -126,11 +127,7 @@ class ASApLogitsProcessor(LogitsProcessor):
         self._rows = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if input_ids.dim() != 2 or scores.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
-            raise ConfigurationError(
-                "`input_ids` has to be (batch_size, sequence_length) and `scores` (batch_size, "
-                f"vocab_size), but they are {tuple(input_ids.shape)} and {tuple(scores.shape)}"
-            )
+        check_processor_inputs(input_ids, scores)
         keys = self._update(input_ids)
         logprobs = torch.log_softmax(scores.detach().float().cpu(), dim=-1)
         size = scores.shape[-1]

@@ -134,11 +134,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self._rows = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if input_ids.dim() != 2 or scores.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
-            raise ConfigurationError(
-                "`input_ids` has to be (batch_size, sequence_length) and `scores` (batch_size, "
-                f"vocab_size), but they are {tuple(input_ids.shape)} and {tuple(scores.shape)}"
-            )
+        check_processor_inputs(input_ids, scores)
         keys = self._update(input_ids)
         size = scores.shape[-1]
         mask = torch.stack([self._row_mask(self._rows[key], size) for key in keys])
@@ -254,3 +250,12 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     def __repr__(self) -> str:
         return f"GrammarLogitsProcessor({self.compiled!r})"
+
+
+def check_processor_inputs(input_ids: torch.Tensor, scores: torch.Tensor) -> None:
+    """The shapes transformers passes to a `LogitsProcessor`, or a `ConfigurationError`."""
+    if input_ids.dim() != 2 or scores.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
+        raise ConfigurationError(
+            "`input_ids` has to be (batch_size, sequence_length) and `scores` (batch_size, "
+            f"vocab_size), but they are {tuple(input_ids.shape)} and {tuple(scores.shape)}"
+        )
