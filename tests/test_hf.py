@@ -285,3 +285,19 @@ def test_docstring_example_with_smollm2(monkeypatch) -> None:
     monkeypatch.chdir(GRAMMARS.parent)
     runner.run(test)
     assert runner.failures == 0
+
+
+def test_processors_reject_mismatched_shapes():
+    import gad
+    from gad.errors import ConfigurationError
+
+    info = gad.TokenizerInfo.from_vocab([b"a", b"b", b"<eos>"], eos_token_id=2)
+    compiled = gad.GrammarCompiler(info).compile('start: "a"+')
+    processor = gad.GrammarLogitsProcessor(compiled)
+    for input_ids, scores in [
+        (torch.zeros(2, 3, dtype=torch.long), torch.zeros(3)),
+        (torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 3)),
+        (torch.zeros(3, dtype=torch.long), torch.zeros(1, 3)),
+    ]:
+        with pytest.raises(ConfigurationError, match="has to be \\(batch_size, sequence_length\\)"):
+            processor(input_ids, scores)
