@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gad.cli import main
-from gad.lm import random_hf_model
+from gad.lm_testing import random_hf_model
 from gad.tokenizer import _gpt2_bytes_to_unicode
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"

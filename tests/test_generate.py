@@ -15,7 +15,8 @@ import torch
 
 import gad
 from gad.errors import ConfigurationError, DeadEndError
-from gad.lm import NGramLM, TableLM, UniformLM, random_hf_model
+from gad.lm import NGramLM, TableLM, UniformLM
+from gad.lm_testing import random_hf_model
 from gad.samplers.gcd import GCDSampler
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"

@@ -14,29 +14,15 @@ import pytest
 import torch
 
 import gad
-from gad.errors import ConfigurationError
+from gad.errors import ConfigurationError, DeadEndError
 from gad.integrations import hf
-from gad.lm import random_hf_model
+from toy import ARITHMETIC, EOS, GRAMMARS, JSON_GRAMMAR, TOKENS, ids, tiny_model, toy_compiled, toy_info
 
-GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
-ARITHMETIC = (GRAMMARS / "arithmetic.lark").read_text()
-JSON_GRAMMAR = (GRAMMARS / "json.lark").read_text()
-
-TOKENS = [
-    b"<eos>", b"0", b"1", b"2", b"12", b"+", b"-", b"*", b"/", b"(", b")", b" ", b"1+", b"+(", b"2)",
-    b".", b".5", b"[", b"]", b"{", b"}", b",", b":", b'"', b'"a', b'":', b"a", b"true", b"null",
-    b"\n", b"],", b"},", b'{"',
-]
-EOS = 0
 MODEL_VOCAB = 40  # the model has more logits than the tokenizer has tokens
-INFO = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=EOS, vocab_size=MODEL_VOCAB)
-COMPILED = {"arithmetic": gad.GrammarCompiler(INFO).compile(ARITHMETIC), "json": gad.GrammarCompiler(INFO).compile(JSON_GRAMMAR)}
+INFO = toy_info(MODEL_VOCAB)
+COMPILED = {"arithmetic": toy_compiled(ARITHMETIC, MODEL_VOCAB), "json": toy_compiled(JSON_GRAMMAR, MODEL_VOCAB)}
 SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR}
-MODEL = random_hf_model(MODEL_VOCAB, seed=1)
-
-
-def ids(*pieces: bytes) -> list[int]:
-    return [TOKENS.index(p) for p in pieces]
+MODEL = tiny_model(MODEL_VOCAB, seed=1)
 
 
 def fresh_mask(name: str, history: list[int]) -> torch.Tensor:
@@ -66,7 +52,7 @@ def test_rows_follow_their_own_history_when_reordered() -> None:
         for history, row in zip(histories, out):
             allowed = row > -torch.inf
             if history[-2:] == ids(b"{", b'{"'):
-                assert not allowed.any()  # a dead row: everything -inf
+                assert allowed.nonzero().flatten().tolist() == [EOS]  # a dead row: only EOS, to end it
             else:
                 assert torch.equal(allowed[: len(TOKENS)], fresh_mask("json", history)[: len(TOKENS)])
                 assert not allowed[len(TOKENS) :].any()
@@ -238,14 +224,15 @@ TIGHT = 'start: "0" | "1" "1"'  # so few allowed tokens that beam search keeps -
 @pytest.mark.parametrize("grammar", ["json", "tight"])
 def test_beam_search_follows_reordering(grammar: str) -> None:
     """Every row beam search shows the processor is masked by its own history (rows whose history
-    the grammar rejects would be all -inf), and every returned beam is grammatical."""
+    the grammar rejects get only EOS), and every returned beam is grammatical."""
     compiled = COMPILED[grammar] if grammar in COMPILED else gad.GrammarCompiler(INFO).compile(TIGHT)
     seen: list[tuple[list[int], bool]] = []
 
     class Recorder(gad.GrammarLogitsProcessor):
         def __call__(self, input_ids, scores):
             out = super().__call__(input_ids, scores)
-            seen.extend(zip(input_ids[:, 3:].tolist(), torch.isneginf(out).all(dim=-1).tolist()))
+            only_eos = (out > -torch.inf).sum(dim=-1).eq(1) & (out[:, EOS] > -torch.inf)
+            seen.extend(zip(input_ids[:, 3:].tolist(), only_eos.tolist()))
             return out
 
     processor = Recorder(compiled)
@@ -259,16 +246,15 @@ def test_beam_search_follows_reordering(grammar: str) -> None:
         grammatical = [matcher.accept_token(t) for t in (row[: row.index(EOS) + 1] if EOS in row else row)]
         assert all(grammatical) and ok == (EOS in row and matcher.is_terminated())
     assert len({tuple(row) for row, _ in seen if len(row) == 2}) > 1  # the beams did diverge
-    for row, dead in seen:
+    for row, only_eos in seen:
         matcher = gad.GrammarMatcher(compiled)
-        rejected = False
+        ended = False  # rejected, or EOS accepted: then only EOS is allowed
         for token in row:
-            if matcher.is_terminated():
+            if matcher.is_terminated() or not matcher.accept_token(token):
+                ended = True
                 break
-            if not matcher.accept_token(token):
-                rejected = True
-                break
-        assert dead == rejected, row
+        ended = ended or matcher.is_terminated() or matcher.allowed_token_ids() == [EOS]
+        assert only_eos == ended, row
 
 
 # -- the real model -------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import torch
 
 import gad
 from gad.errors import ConfigurationError
-from gad.lm import HuggingFaceLM, NGramLM, TableLM, UniformLM, as_language_model, random_hf_model
+from gad.lm import HuggingFaceLM, NGramLM, TableLM, UniformLM, as_language_model
+from gad.lm_testing import random_hf_model
 
 
 def assert_normalised(logprobs: torch.Tensor) -> None:
