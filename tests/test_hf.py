@@ -21,7 +21,9 @@ from toy import ARITHMETIC, EOS, GRAMMARS, JSON_GRAMMAR, TOKENS, ids, tiny_model
 MODEL_VOCAB = 40  # the model has more logits than the tokenizer has tokens
 INFO = toy_info(MODEL_VOCAB)
 COMPILED = {"arithmetic": toy_compiled(ARITHMETIC, MODEL_VOCAB), "json": toy_compiled(JSON_GRAMMAR, MODEL_VOCAB)}
-SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR}
+SHORT = 'start: "1" ("+" "2")?'
+COMPILED["short"] = toy_compiled(SHORT, MODEL_VOCAB)
+SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR, "short": SHORT}
 MODEL = tiny_model(MODEL_VOCAB, seed=1)
 
 
@@ -287,3 +289,68 @@ def test_processors_reject_mismatched_shapes():
     ]:
         with pytest.raises(ConfigurationError, match="has to be \\(batch_size, sequence_length\\)"):
             processor(input_ids, scores)
+
+
+# -- misuse is refused, never silently restarted (issues 19 and 21) -------------------------------
+
+
+def test_called_twice_on_one_step_is_refused_and_changes_nothing() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    scores = torch.zeros(1, MODEL_VOCAB)
+    processor(torch.tensor([[9, 9]]), scores)
+    step = torch.tensor([[9, 9, *ids(b"1")]])
+    expected = processor(step, scores)
+    with pytest.raises(ConfigurationError, match="called twice on one step"):
+        processor(step, scores)
+    # The state is as before the refused call: the next step continues the same generation.
+    out = processor(torch.tensor([[9, 9, *ids(b"1", b"+")]]), scores)
+    assert processor.num_generations == 1
+    assert (out[0] > -torch.inf).nonzero().flatten().tolist() == ids(b"2")
+    assert torch.equal(expected[0, : len(TOKENS)] > -torch.inf, fresh_mask("short", ids(b"1"))[: len(TOKENS)])
+    # What a silent restart would have accepted ("1" after "1") is not complete.
+    assert processor.is_complete(torch.tensor([[9, 9, *ids(b"1", b"1"), EOS]])).tolist() == [False]
+
+
+def test_a_batch_size_that_changes_mid_generation_is_refused() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    processor(torch.tensor([[9], [8]]), torch.zeros(2, MODEL_VOCAB))
+    with pytest.raises(ConfigurationError, match="batch size changed from 2 to 1"):
+        processor(torch.tensor([[9, *ids(b"1")]]), torch.zeros(1, MODEL_VOCAB))
+
+
+def test_float_input_ids_are_refused() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    with pytest.raises(ConfigurationError, match="integer token ids"):
+        processor(torch.tensor([[9.0, 1.0]]), torch.zeros(1, MODEL_VOCAB))
+
+
+@pytest.mark.parametrize("extra", [{"assistant_model": "model"}, {"prompt_lookup_num_tokens": 3}], ids=["assisted", "prompt-lookup"])
+@pytest.mark.parametrize("kind", ["gcd", "asap"])
+def test_assisted_and_prompt_lookup_decoding_are_refused(extra: dict, kind: str) -> None:
+    compiled = COMPILED["short"]
+    processor = gad.GrammarLogitsProcessor(compiled) if kind == "gcd" else gad.ASApLogitsProcessor(compiled, max_new_tokens=6)
+    if "assistant_model" in extra:
+        extra = {"assistant_model": tiny_model(MODEL_VOCAB, seed=2)}
+    prompt = torch.tensor([[9, 9, 9, 9]])
+    with pytest.raises(ConfigurationError, match="assisted decoding"):
+        MODEL.generate(
+            prompt, attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=6,
+            do_sample=False, pad_token_id=EOS, eos_token_id=EOS, **extra,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_min_new_tokens_that_the_grammar_cannot_meet_is_a_dead_end(do_sample: bool) -> None:
+    """After "1+2" the grammar allows only EOS; `min_new_tokens` bans it: a clear error, never NaN
+    or EOS padding passed off as output. With a reachable minimum the output is grammatical."""
+    compiled = COMPILED["short"]
+    processor = gad.GrammarLogitsProcessor(compiled)
+    prompt = torch.tensor([[9, 9]])
+    kwargs = dict(attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=8,
+                  do_sample=do_sample, pad_token_id=EOS, eos_token_id=EOS)  # fmt: skip
+    with pytest.raises(DeadEndError, match="allows only EOS here.*min_new_tokens"):
+        MODEL.generate(prompt, min_new_tokens=5, **kwargs)
+    out = MODEL.generate(prompt, min_new_tokens=2, **kwargs)
+    assert processor.is_complete(out).tolist() == [True]
+    generated = out[0, 2:].tolist()
+    assert b"".join(TOKENS[t] for t in generated[: generated.index(EOS)]) == b"1+2"
