@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from gad.integrations.asap_hf import ASApLogitsProcessor
     from gad.integrations.hf import GrammarLogitsProcessor
     from gad.lm import HuggingFaceLM, LanguageModel, NGramLM, TableLM, UniformLM
-    from gad.matcher import GrammarMatcher
+    from gad.matcher import GrammarMatcher, explain
     from gad.samplers.asap import ASApSampler
     from gad.samplers.awrs import AWRSSampler
     from gad.samplers.gcd import GCDSampler
@@ -61,6 +61,7 @@ _LAZY = {
     "TableLM": "gad.lm",
     "UniformLM": "gad.lm",
     "GrammarMatcher": "gad.matcher",
+    "explain": "gad.matcher",
     "ASApSampler": "gad.samplers.asap",
     "AWRSSampler": "gad.samplers.awrs",
     "GCDSampler": "gad.samplers.gcd",
@@ -137,6 +138,7 @@ __all__ = [
     "__version__",
     "compile_grammar",
     "exact_distribution",
+    "explain",
     "generate",
     "sql",
     "stream",
