@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GenerationResult", "SAMPLERS", "TextStream", "check_arguments", "compile_grammar", "encode_prompt",
-    "generate", "stream",
+    "generate", "stream", "tokenizer_info",
 ]  # fmt: skip
 
 #: The sampler names `generate` accepts, and whether each is available yet.
@@ -170,6 +170,33 @@ def compile_grammar(
         return grammar
     if isinstance(tokenizer, TokenizerInfo):
         return GrammarCompiler(tokenizer).compile(_load_grammar(grammar))
+    info, compiled_cache = _tokenizer_entry(tokenizer, model)
+    key = _grammar_key(grammar)
+    with _lock:
+        if key in compiled_cache:
+            compiled_cache.move_to_end(key)
+            return compiled_cache[key]
+    compiled = GrammarCompiler(info).compile(_load_grammar(grammar))
+    with _lock:
+        compiled_cache[key] = compiled
+        while len(compiled_cache) > _COMPILED_PER_TOKENIZER:
+            compiled_cache.popitem(last=False)
+    return compiled
+
+
+def tokenizer_info(
+    tokenizer: PreTrainedTokenizerBase | TokenizerInfo, model: PreTrainedModel | LanguageModel | None = None
+) -> TokenizerInfo:
+    """The `TokenizerInfo` that `compile_grammar` compiles for (same sizes and EOS ids; cached per
+    tokenizer object). A `TokenizerInfo` is returned as is."""
+    if isinstance(tokenizer, TokenizerInfo):
+        return tokenizer
+    return _tokenizer_entry(tokenizer, model)[0]
+
+
+def _tokenizer_entry(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | LanguageModel | None
+) -> tuple[TokenizerInfo, OrderedDict[object, CompiledGrammar]]:
     if not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise ConfigurationError(
             f"`tokenizer` has to be a transformers tokenizer or a gad.TokenizerInfo, but is {type(tokenizer).__name__}"
@@ -183,7 +210,6 @@ def compile_grammar(
     eos = [] if getattr(tokenizer, "eos_token_id", None) is None else [int(tokenizer.eos_token_id)]
     eos += [e for e in _model_eos_ids(hf_model) if e not in eos]
     settings = (vocab_size, tuple(eos))
-    key = _grammar_key(grammar)
     with _lock:
         try:
             entries = _per_tokenizer.setdefault(tokenizer, {})
@@ -192,16 +218,7 @@ def compile_grammar(
         if settings not in entries:
             info = TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, eos_token_ids=tuple(eos))
             entries[settings] = (info, OrderedDict())
-        info, compiled_cache = entries[settings]
-        if key in compiled_cache:
-            compiled_cache.move_to_end(key)
-            return compiled_cache[key]
-    compiled = GrammarCompiler(info).compile(_load_grammar(grammar))
-    with _lock:
-        compiled_cache[key] = compiled
-        while len(compiled_cache) > _COMPILED_PER_TOKENIZER:
-            compiled_cache.popitem(last=False)
-    return compiled
+        return entries[settings]
 
 
 # -- prompts --------------------------------------------------------------------------------------
