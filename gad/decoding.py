@@ -7,11 +7,13 @@ from ``q(t) ∝ P_T(t | u) · 1[t allowed]`` — and adds, all optional:
 
 - **several prompts in one batch**: every prompt's sequences share each model call; the results
   of prompt j are those of a call with prompt j alone.
-- **top-k / top-p before the grammar**: like the temperature, they act on the model's own
-  distribution: ``q(t) ∝ P_T(t | u) · 1[t ∈ K(u)] · 1[t allowed]``, where ``K(u)`` is the `top_k`
-  most likely tokens of ``P_T(· | u)``, then the smallest most-likely set with mass ≥ `top_p`
-  (both over the whole vocabulary). If no allowed token is in ``K(u)``, the truncated model gives
-  the grammar probability 0 there: `DeadEndError`, never a silent fallback.
+- **top-k / top-p after the grammar**: the temperature acts on the model's distribution, the
+  grammar masks it, and top-k / top-p truncate what is left, as transformers' warpers do after
+  its processors: ``q(t) ∝ P_T(t | u) · 1[t allowed] · 1[t ∈ K(u)]``, where ``K(u)`` is the
+  `top_k` most likely allowed tokens, then the smallest most-likely set of them with mass ≥
+  `top_p` of the masked distribution. (Truncating before the grammar would leave no token at all
+  wherever the grammar insists on something the model ranks low — typically EOS once a sentence
+  is complete: with SmolLM2, `top_p=0.95` dead-ends on most short answers.)
 - **jump-forward**: where the grammar forces the next bytes (`GrammarMatcher.forced_bytes`, e.g.
   ``": "`` after a key of a fixed schema), they become tokens without a sampling step. The forced
   bytes are tokenized canonically — by the tokenizer's own encoder when the tokens it gives spell
@@ -132,7 +134,7 @@ class Decoder:
         n: sequences per prompt.
         max_new_tokens: a sequence still without EOS after this many tokens (jumped ones
             included) stops with ``finish_reason="length"``.
-        temperature, top_k, top_p: applied to the model's distribution before the grammar.
+        temperature: applied to the model's distribution before the grammar; top_k, top_p: after it.
         greedy: take the most likely allowed token instead of sampling.
         seed: sequence i of every prompt uses a generator seeded with ``seed + i``; None: fresh.
         jump_forward: a `ForcedTokenizer` to jump over forced bytes with, or None.
@@ -199,7 +201,7 @@ class Decoder:
         when it jumped), keyed by sequence index ``j * n + i``.
 
         Raises:
-            DeadEndError: no allowed token has positive probability under the (truncated) model.
+            DeadEndError: no allowed token has positive probability under the model.
         """
         active = self._active
         missing = [s for s in active if self._rows[s] is None]
@@ -267,14 +269,8 @@ class Decoder:
             rows.append(masks[key])
         mask = torch.stack(rows)
         scaled = logprobs if self.temperature == 1.0 else logprobs / self.temperature
-        kept = truncate(scaled, self.top_k, self.top_p)
-        masked = kept.masked_fill(~mask, float("-inf"))
+        masked = truncate(scaled.masked_fill(~mask, float("-inf")), self.top_k, self.top_p)
         if torch.isneginf(masked).all(dim=-1).any():
-            if kept is not scaled and not torch.isneginf(scaled.masked_fill(~mask, float("-inf"))).all(dim=-1).all():
-                raise DeadEndError(
-                    "no token the grammar allows next is among the model's top_k/top_p tokens: the "
-                    "truncated model gives every allowed continuation probability 0 (raise top_k/top_p)"
-                )
             raise DeadEndError(
                 "the model gives probability 0 to every token the grammar allows next; nothing can be sampled"
             )

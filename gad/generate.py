@@ -419,10 +419,10 @@ def generate(
         temperature: ``T > 0``, applied to the model's distribution *before* the grammar: the
             sampler targets the tempered model ``P_T ∝ P^(1/T)`` restricted to the grammar
             (see `gad.samplers.gcd` for why the order matters).
-        top_k, top_p: "gcd" only. Also applied to the model's distribution before the grammar,
-            after the temperature: each token is drawn from ``P_T`` restricted to its `top_k` most
-            likely tokens, then to the smallest most-likely set of mass ≥ `top_p` (over the whole
-            vocabulary), then to the grammar. Where no allowed token is left, `DeadEndError`.
+        top_k, top_p: "gcd" only. Applied after the grammar, as transformers' warpers are: each
+            token is drawn from ``P_T`` restricted to the allowed tokens, then to the `top_k` most
+            likely of them, then to the smallest most-likely set of mass ≥ `top_p` (of the masked,
+            renormalised distribution); see `gad.decoding` for why not before.
         greedy: take the most likely allowed token at each step (then `temperature`, `top_k`,
             `top_p` and `seed` play no role and ``logprob_sampler`` is 0).
         seed: sequence i draws from a generator seeded with ``seed + i`` (for every prompt), so
@@ -444,7 +444,7 @@ def generate(
         ConfigurationError: a bad argument, or a sampler that is not available yet.
         GrammarError: the grammar does not load.
         DeadEndError: the tokenizer cannot spell any continuation the grammar allows, or the
-            (truncated) model gives every allowed token probability 0.
+            model gives every allowed token probability 0.
     """
     check_arguments(
         sampler=sampler, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,

@@ -17,7 +17,7 @@ from toy import ARITHMETIC, EOS, JSON_GRAMMAR, TOKENS, lark_parses, tiny_model, 
 
 import gad
 from gad.decoding import Decoder, ForcedTokenizer, truncate
-from gad.errors import ConfigurationError, DeadEndError
+from gad.errors import ConfigurationError
 from gad.generate import encode_prompt
 from gad.lm import HuggingFaceLM, LanguageModel, NGramLM, UniformLM
 from gad.samplers.gcd import GCDSampler
@@ -120,11 +120,11 @@ class Random(LanguageModel):
 RANDOM_LM = Random(len(TOKENS))
 
 
-@pytest.mark.parametrize("top_k, top_p", [(20, None), (None, 0.8), (24, 0.9)])
+@pytest.mark.parametrize("top_k, top_p", [(2, None), (None, 0.6), (3, 0.8)])
 def test_top_k_top_p_sample_the_truncated_model_under_the_grammar(top_k: int | None, top_p: float | None) -> None:
-    """Every step's ``q`` is recomputed from the model's own distribution: temperature, truncation
-    (brute force), mask (a fresh matcher), normalisation; the result's log-probabilities are the
-    sums of those, and every token is in the truncated set."""
+    """Every step's ``q`` is recomputed from the model's own distribution: temperature, mask (a
+    fresh matcher), truncation of the allowed tokens (brute force), normalisation; the result's
+    log-probabilities are the sums of those, and every token is in the truncated set."""
     compiled = toy_compiled(JSON_GRAMMAR)
     results = gad.generate(
         RANDOM_LM, INFO, [5], compiled, n=8, max_new_tokens=12, seed=2, top_k=top_k, top_p=top_p, temperature=1.5
@@ -136,8 +136,11 @@ def test_top_k_top_p_sample_the_truncated_model_under_the_grammar(top_k: int | N
         for j, token in enumerate(r.token_ids):
             row = RANDOM_LM.next_token_logprobs([[5, *r.token_ids[:j]]])[0]
             tempered = torch.log_softmax(row.double() / 1.5, dim=-1)
-            allowed = set(matcher.allowed_token_ids()) & brute_force_kept(tempered.tolist(), top_k, top_p)
-            cut += len(allowed) < len(matcher.allowed_token_ids())
+            grammatical = matcher.allowed_token_ids()
+            masked = torch.full_like(tempered, -math.inf)
+            masked[grammatical] = tempered[grammatical]
+            allowed = set(grammatical) & brute_force_kept(masked.tolist(), top_k, top_p)
+            cut += len(allowed) < len(grammatical)
             assert token in allowed
             logp_sampler += float(tempered[token] - torch.logsumexp(tempered[sorted(allowed)], dim=0))
             logp_model += float(row[token])
@@ -163,13 +166,19 @@ class Fixed(LanguageModel):
         return self.row.expand(len(prefixes), -1).clone()
 
 
-def test_top_k_that_leaves_no_allowed_token_is_a_dead_end() -> None:
-    info = gad.TokenizerInfo.from_vocab([b"a", b"b", b"<eos>"], eos_token_id=2)
-    compiled = gad.GrammarCompiler(info).compile('start: "a"')
-    lm = Fixed([0.0, 5.0, 1.0])  # "b" is the most likely token; the grammar wants "a"
-    with pytest.raises(DeadEndError, match="top_k"):
-        gad.generate(lm, info, [2], compiled, top_k=1, seed=0)
-    assert gad.generate(lm, info, [2], compiled, top_k=3, seed=0)[0].text == "a"
+def test_top_k_applies_to_the_allowed_tokens() -> None:
+    """The model's favourite token is not allowed; top_k=1 keeps the most likely *allowed* one (no
+    dead end), so every seed gives the greedy result; top_k=2 samples both allowed tokens."""
+    info = gad.TokenizerInfo.from_vocab([b"a", b"b", b"c", b"<eos>"], eos_token_id=3)
+    compiled = gad.GrammarCompiler(info).compile('start: "a" | "b"')
+    lm = Fixed([1.0, 0.0, 5.0, 0.5])  # "c" is the most likely token; the grammar wants "a" or "b"
+    greedy = gad.generate(lm, info, [3], compiled, greedy=True)[0]
+    assert greedy.text == "a"
+    for seed in range(5):
+        result = gad.generate(lm, info, [3], compiled, top_k=1, seed=seed)[0]
+        assert result.token_ids == greedy.token_ids and result.logprob_sampler == pytest.approx(0.0)
+    texts = {r.text for r in gad.generate(lm, info, [3], compiled, top_k=2, n=40, seed=0)}
+    assert texts == {"a", "b"}
 
 
 # -- jump-forward ---------------------------------------------------------------------------------
