@@ -363,6 +363,11 @@ def load_default_model():
         quantized, info = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, local_files_only=True, output_loading_info=True
         )
+        if set(info.get("missing_keys", ())) == {"lm_head.weight"} and not quantized.config.tie_word_embeddings:
+            # SmolLM2 ties its output layer to the token embeddings, so the GGUF file has no
+            # output.weight (llama.cpp then uses token_embd); transformers 4.x does not tie it.
+            quantized.config.tie_word_embeddings = True
+            quantized.tie_weights()
         tied = {"lm_head.weight"} if quantized.config.tie_word_embeddings else set()
         missing = sorted(set(info.get("missing_keys", ())) - tied)
         if missing or (tied and quantized.get_output_embeddings().weight.data_ptr() != quantized.get_input_embeddings().weight.data_ptr()):
