@@ -354,3 +354,13 @@ def test_min_new_tokens_that_the_grammar_cannot_meet_is_a_dead_end(do_sample: bo
     assert processor.is_complete(out).tolist() == [True]
     generated = out[0, 2:].tolist()
     assert b"".join(TOKENS[t] for t in generated[: generated.index(EOS)]) == b"1+2"
+
+
+def test_asap_processor_under_min_new_tokens_is_a_dead_end() -> None:
+    processor = gad.ASApLogitsProcessor(COMPILED["short"], max_new_tokens=8)
+    prompt = torch.tensor([[9, 9]])
+    with pytest.raises(DeadEndError, match="min_new_tokens"):
+        MODEL.generate(
+            prompt, attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=8,
+            min_new_tokens=5, do_sample=True, top_k=0, pad_token_id=EOS, eos_token_id=EOS,
+        )  # fmt: skip
