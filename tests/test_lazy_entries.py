@@ -249,3 +249,17 @@ def test_explain_names_the_terminal_and_the_byte_that_dies():
     assert "not allowed" in text and "NUMBER" in text and "b'a'" in text
     with pytest.raises(gad.TokenError):
         gad.explain(matcher, info.vocab_size)
+
+
+def test_ambiguous_word_run_keeps_live_lexemes_bounded_and_masks_exact():
+    # A word may also be read as several words: every letter starts a new reading.
+    grammar = 'start: item+ "."\nitem: WORD\nWORD: /[ab]+/\n'
+    info = gad.TokenizerInfo.from_vocab([b"<eos>", b"a", b"b", b"ab", b"ba.", b".", b"a."], eos_token_id=0)
+    matcher = gad.GrammarMatcher(gad.GrammarCompiler(info).compile(grammar))
+    counts = {}
+    for n in range(1, 1_001):
+        assert matcher.accept_bytes(b"ab"[n % 2 : n % 2 + 1])
+        if n in (3, 50, 1_000):
+            counts[n] = len(matcher._states[-1].lexemes)
+    assert counts[3] == counts[50] == counts[1_000], counts
+    assert check_masks(matcher, [3, 1, 4]) == []

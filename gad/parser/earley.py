@@ -103,7 +103,9 @@ class EarleySet:
     (False: none); ``memo`` is a slot for the mask code's memo (`gad.masks`), never read here.
     """
 
-    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "expected", "goto", "leo", "memo", "__weakref__")
+    __slots__ = (
+        "items", "waiting", "scan", "accepting", "starts", "expected", "goto", "leo", "future", "memo", "__weakref__"
+    )
 
     def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet], root: EarleySet | None) -> None:
         items: set[Item] = set()
@@ -174,6 +176,7 @@ class EarleySet:
         # Sets reached by scanning terminals from here (created on first use); weak, so the
         # states a mask explores and drops do not stay alive through the root set.
         self.goto: weakref.WeakValueDictionary | None = None
+        self.future: tuple | None = None
         self.memo: object = None
 
 
@@ -264,11 +267,11 @@ class EarleyParser:
             if dfa_accepting[terminal][nxt]:
                 completed.append((terminal, origin))
         if not completed:
-            return ParserState(_unique(kept), None) if kept else None
+            return ParserState(self._unique(kept), None) if kept else None
         new_set = self._complete(completed)
         if not kept and not new_set.starts and not new_set.accepting:
             return None
-        return ParserState(_unique(kept + list(new_set.starts)), new_set)
+        return ParserState(self._unique(kept + list(new_set.starts)), new_set)
 
     def scan_terminal(self, terminal: int, origin: EarleySet) -> EarleySet:
         """The Earley set right after ``terminal``, started at ``origin``, ends."""
@@ -319,7 +322,41 @@ class EarleyParser:
         return state
 
 
-def _unique(lexemes: list) -> tuple:
-    """``lexemes`` without repeats, first occurrences in order: two runs of one terminal from
-    one origin in one DFA state have the same future, so one of them is enough."""
-    return tuple(dict.fromkeys(lexemes)) if len(lexemes) > 1 else tuple(lexemes)
+    def _unique(self, lexemes: list) -> tuple:
+        """``lexemes`` without repeats, first occurrences in order. Two runs of one terminal in
+        one DFA state have the same future when ending the terminal at their origins yields sets
+        of equal `future_signature`: one of them is enough. This keeps the state bounded over
+        whitespace runs and ambiguous stretches (a word that may also be read as several)."""
+        if len(lexemes) < 2:
+            return tuple(lexemes)
+        unique = list(dict.fromkeys(lexemes))
+        runs: dict[tuple[int, int], int] = {}
+        for terminal, _, dfa_state in unique:
+            runs[terminal, dfa_state] = runs.get((terminal, dfa_state), 0) + 1
+        if len(runs) == len(unique):
+            return tuple(unique)
+        kept, futures = [], set()
+        for lexeme in unique:
+            terminal, origin, dfa_state = lexeme
+            if runs[terminal, dfa_state] > 1:
+                key = (terminal, dfa_state, self.future_signature(self.scan_terminal(terminal, origin)))
+                if key in futures:
+                    continue
+                futures.add(key)
+            kept.append(lexeme)
+        return tuple(kept)
+
+    def future_signature(self, earley_set: EarleySet) -> tuple:
+        """What the parser can still do from ``earley_set``: whether it accepts, and its items
+        whose dot is before a symbol, with the set itself as origin written None. Sets with
+        equal signatures accept the same continuations (complete items are never read again;
+        items starting here behave alike in both). Memoised on the set."""
+        signature = earley_set.future
+        if signature is None:
+            length = self.tables.rule_length
+            items = frozenset(
+                (rule, dot, None if origin is earley_set else origin)
+                for rule, dot, origin in earley_set.items if dot < length[rule]
+            )
+            signature = earley_set.future = (earley_set.accepting, items)
+        return signature
