@@ -27,7 +27,7 @@ from gad.samplers.awrs import AWRSSampler
 from gad.samplers.gcd import GCDSampler
 from gad.samplers.smc import SMC, SMCResult
 from gad.tokenizer import TokenizerInfo
-from gad import sql  # noqa: E402  (light: sqlite3 and the grammar IR; grammars load on first use)
+from gad import grammars, sql  # noqa: E402  (light: sqlite3 and the grammar IR; grammars load on first use)
 
 if TYPE_CHECKING:
     from gad.integrations.asap_hf import ASApLogitsProcessor
@@ -92,5 +92,6 @@ __all__ = [
     "exact_distribution",
     "explain",
     "generate",
+    "grammars",
     "sql",
 ]

@@ -1,4 +1,5 @@
-"""SQL for SQLite: the ``SELECT`` grammar of ``grammars/sql.lark``, restricted to one database.
+"""SQL for SQLite: the ``SELECT`` grammar shipped as ``sql`` (``gad.grammars.resolve("sql")``), and
+that grammar restricted to one database.
 
 ``grammar_for_schema(tables)`` admits exactly the statements of ``sql.lark`` whose table names are
 tables of the database and whose column references name a column of a table in the same ``FROM``
@@ -20,16 +21,14 @@ import functools
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
+from gad import grammars
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar, Rule, Terminal
 from gad.grammar.regex import DEAD, ByteDFA
 from gad.grammar.regex import _finish as _minimal_dfa  # the regex compiler's canonical form
 
-__all__ = ["GRAMMAR_PATH", "SQLITE_KEYWORDS", "grammar_for_schema", "schema_of", "sql_grammar"]
-
-GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "grammars" / "sql.lark"
+__all__ = ["SQLITE_KEYWORDS", "grammar_for_schema", "schema_of", "sql_grammar"]
 
 SQLITE_KEYWORDS = tuple(
     """ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN
@@ -52,14 +51,13 @@ _KEYWORDS = frozenset(k.lower() for k in SQLITE_KEYWORDS)
 
 
 def sql_grammar() -> Grammar:
-    """``grammars/sql.lark`` with unquoted identifiers that are never keywords."""
+    """The shipped ``sql`` grammar with unquoted identifiers that are never keywords."""
     return _generic_grammar()
 
 
 @functools.cache
 def _generic_grammar() -> Grammar:
-    text = GRAMMAR_PATH.read_text(encoding="utf-8")
-    return _with_identifiers(Grammar.from_lark(text, source=str(GRAMMAR_PATH)))
+    return _with_identifiers(grammars.load("sql"))
 
 
 def schema_of(connection: sqlite3.Connection) -> dict[str, list[str]]:
