@@ -117,7 +117,7 @@ def _scoped(generic: Grammar, schema: dict[str, list[str]], max_join: int) -> Gr
     placeholders (``column_ref``, ``from_clause``, ``star``) to the scope's own rules. Working on
     the BNF is much faster than having lark expand the templates once per scope."""
     terminals = dict(generic.terminals)
-    rules: list[Rule] = [r for r in generic.rules if r.lhs not in _DISPATCH]
+    rules: list[Rule] = [r for r in generic.rules if r.rhs != (_DISPATCH.get(r.lhs),)]  # keeps the ones without FROM
     scoped = [r for r in generic.rules if "{" in r.lhs and _IN_BRACES.search(r.lhs)]
     names: dict[tuple[str, str], str] = {}
 
@@ -172,9 +172,12 @@ def _scoped(generic: Grammar, schema: dict[str, list[str]], max_join: int) -> Gr
                 rules.append(Rule(prefix, (item,)))
             else:
                 before = f"{frm}_{i - 1}" if i > 1 else f"{frm}_0"
+                # SQLite: "ON clause references tables to its right" after a LEFT JOIN, and ON
+                # may name every table of the scope; so a LEFT JOIN with ON comes last.
+                on_join = "join_op" if i == len(scope) - 1 else "inner_join_op"
                 rules += [
                     Rule(prefix, (before, "join_op", item)),
-                    Rule(prefix, (before, "join_op", item, "_WS", "ON", "_WS", rename("expr{column_ref}"))),
+                    Rule(prefix, (before, on_join, item, "_WS", "ON", "_WS", rename("expr{column_ref}"))),
                     Rule(prefix, (before, "_COMMA", item)),
                 ]
         for rule, instance in _DISPATCH.items():
