@@ -27,7 +27,7 @@ from gad.samplers.awrs import AWRSSampler
 from gad.samplers.gcd import GCDSampler
 from gad.samplers.smc import SMC, SMCResult
 from gad.tokenizer import TokenizerInfo
-from gad import grammars, sql  # noqa: E402  (light: sqlite3 and the grammar IR; grammars load on first use)
+from gad import grammars, sql, structural  # noqa: E402  (light: sqlite3 and the grammar IR; grammars load on first use)
 
 if TYPE_CHECKING:
     from gad.integrations.asap_hf import ASApLogitsProcessor
@@ -94,4 +94,5 @@ __all__ = [
     "generate",
     "grammars",
     "sql",
+    "structural",
 ]
