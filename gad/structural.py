@@ -120,10 +120,11 @@ def tool_calls(
     end: str | None = None,
     mode: str = "optional",
     parallel: bool | None = None,
+    text_before: bool = True,
     text_after: bool = False,
     whitespace: str | int = 16,
 ) -> Grammar:
-    """Free text with tool calls: ``text (begin call end text)*``, where the text never holds
+    """Free text with tool calls: ``text begin call end (ws begin call end)* [text]``, where the text never holds
     ``begin`` (without its leading and trailing whitespace: the trigger) and each call is a JSON object naming one of ``tools`` with arguments valid under
     that tool's schema.
 
@@ -134,8 +135,10 @@ def tool_calls(
         format: ``"hermes"`` (also Qwen), ``"llama3"``, or ``"generic"`` with ``begin``/``end``.
         begin, end: the strings around each call (``format="generic"``), or overrides.
         mode: ``"optional"`` (text alone is a sentence) or ``"required"`` (at least one call).
-        parallel: whether several calls may come one after another (text between them); the
-            format's default when None.
+        parallel: whether several calls may come one after another (up to 8 whitespace characters
+            between them); the format's default when None.
+        text_before: whether free text may come before the first call (False: the output opens
+            with a call, as for OpenAI's ``tool_choice="required"``).
         text_after: whether free text may follow the last call; by default the output stops
             there (the application runs the tool and continues the conversation).
         whitespace: JSON whitespace inside a call, as in `Grammar.from_json_schema`.
@@ -183,8 +186,9 @@ def tool_calls(
     rules.append(Rule("tool_call", call_rhs))
     rules.append(Rule("calls", ("tool_call",)))
     if several:
-        rules.append(Rule("calls", ("calls", "TEXT", "tool_call")))
-    rules.append(Rule("start", ("TEXT", "calls", "TEXT") if text_after else ("TEXT", "calls")))
+        terminals["BETWEEN"] = Terminal.compile("BETWEEN", r"[ \t\r\n]{0,8}")
+        rules.append(Rule("calls", ("calls", "BETWEEN", "tool_call")))
+    rules.append(Rule("start", ("TEXT",) * text_before + ("calls",) + ("TEXT",) * text_after))
     if mode == "optional":
         rules.append(Rule("start", ("TEXT",)))
     return Grammar(rules, terminals, start="start")

@@ -99,10 +99,13 @@ def check_output(text: str, begin: str, end: str, arguments_key: str) -> int:
     trigger = begin.strip()
     layout = begin[begin.index(trigger) + len(trigger) :]
     calls = 0
-    for part in text.split(trigger)[1:]:
+    parts = text.split(trigger)[1:]
+    for k, part in enumerate(parts):
         assert part.startswith(layout), text
-        body, found, _free_text = part[len(layout) :].partition(end) if end else (part[len(layout) :], "", "")
+        body, found, free_text = part[len(layout) :].partition(end) if end else (part[len(layout) :], "", "")
         assert found == end, text
+        if k < len(parts) - 1:
+            assert free_text.strip(" \t\r\n") == "", text  # parallel calls: only layout between them
         call = json.loads(body)
         assert set(call) == {"name", arguments_key}, call
         jsonschema.validate(call[arguments_key], SCHEMAS[call["name"]])
@@ -155,6 +158,8 @@ def test_calls_are_checked_against_the_named_schema():
     assert plain.accept_string("No tool is needed.") and plain.is_accepting()
     required = gad.GrammarMatcher(compiled("hermes", mode="required"))
     assert required.accept_string("No tool is needed.") and not required.is_accepting()
+    first = gad.GrammarMatcher(compiled("hermes", mode="required", text_before=False))
+    assert not first.accept_string("Sure.") and first.accept_string("<tool_call>\n{")
 
 
 def test_bad_arguments():
