@@ -12,7 +12,9 @@ a context-free grammar must choose the scope first; it does, and ``FROM`` then s
 A scope is one table (referred to by its name, or aliased ``T1``), or up to ``max_join_tables``
 tables joined and aliased ``T1``, ``T2``, ... (as in the Spider benchmark), or two distinct tables
 joined without aliases. The grammar grows with the number of scopes, which is (tables ** n) for
-n-way joins: keep ``max_join_tables`` small for large databases.
+n-way joins: keep ``max_join_tables`` small for large databases. The statements without ``FROM``
+are kept as they are; in a join of 3 or more tables a ``LEFT JOIN ... ON`` comes last (SQLite
+refuses an ``ON`` after a ``LEFT JOIN`` that names a table to its right).
 """
 
 from __future__ import annotations
