@@ -24,7 +24,7 @@ from gad.errors import (
 )
 
 if TYPE_CHECKING:
-    from gad import sql
+    from gad import grammars, sql, structural
     from gad.bitmask import allocate_token_bitmask, apply_token_bitmask_inplace
     from gad.compiler import CompiledGrammar, GrammarCompiler
     from gad.exact import ExactDistribution, exact_distribution
@@ -69,7 +69,7 @@ _LAZY = {
     "SMCResult": "gad.samplers.smc",
     "TokenizerInfo": "gad.tokenizer",
 }
-_SUBMODULES = {"sql"}
+_SUBMODULES = {"grammars", "sql", "structural"}
 
 
 def __getattr__(name: str) -> Any:
@@ -140,6 +140,8 @@ __all__ = [
     "exact_distribution",
     "explain",
     "generate",
+    "grammars",
     "sql",
     "stream",
+    "structural",
 ]

@@ -1,4 +1,5 @@
-"""SQL for SQLite: the ``SELECT`` grammar of ``grammars/sql.lark``, restricted to one database.
+"""SQL for SQLite: the ``SELECT`` grammar shipped as ``sql`` (``gad.grammars.resolve("sql")``), and
+that grammar restricted to one database.
 
 ``grammar_for_schema(tables)`` admits exactly the statements of ``sql.lark`` whose table names are
 tables of the database and whose column references name a column of a table in the same ``FROM``
@@ -11,7 +12,9 @@ a context-free grammar must choose the scope first; it does, and ``FROM`` then s
 A scope is one table (referred to by its name, or aliased ``T1``), or up to ``max_join_tables``
 tables joined and aliased ``T1``, ``T2``, ... (as in the Spider benchmark), or two distinct tables
 joined without aliases. The grammar grows with the number of scopes, which is (tables ** n) for
-n-way joins: keep ``max_join_tables`` small for large databases.
+n-way joins: keep ``max_join_tables`` small for large databases. The statements without ``FROM``
+are kept as they are; in a join of 3 or more tables a ``LEFT JOIN ... ON`` comes last (SQLite
+refuses an ``ON`` after a ``LEFT JOIN`` that names a table to its right).
 """
 
 from __future__ import annotations
@@ -20,16 +23,14 @@ import functools
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
+from gad import grammars
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar, Rule, Terminal
 from gad.grammar.regex import DEAD, ByteDFA
 from gad.grammar.regex import _finish as _minimal_dfa  # the regex compiler's canonical form
 
-__all__ = ["GRAMMAR_PATH", "SQLITE_KEYWORDS", "grammar_for_schema", "schema_of", "sql_grammar"]
-
-GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "grammars" / "sql.lark"
+__all__ = ["SQLITE_KEYWORDS", "grammar_for_schema", "schema_of", "sql_grammar"]
 
 SQLITE_KEYWORDS = tuple(
     """ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN
@@ -52,14 +53,13 @@ _KEYWORDS = frozenset(k.lower() for k in SQLITE_KEYWORDS)
 
 
 def sql_grammar() -> Grammar:
-    """``grammars/sql.lark`` with unquoted identifiers that are never keywords."""
+    """The shipped ``sql`` grammar with unquoted identifiers that are never keywords."""
     return _generic_grammar()
 
 
 @functools.cache
 def _generic_grammar() -> Grammar:
-    text = GRAMMAR_PATH.read_text(encoding="utf-8")
-    return _with_identifiers(Grammar.from_lark(text, source=str(GRAMMAR_PATH)))
+    return _with_identifiers(grammars.load("sql"))
 
 
 def schema_of(connection: sqlite3.Connection) -> dict[str, list[str]]:
@@ -119,7 +119,7 @@ def _scoped(generic: Grammar, schema: dict[str, list[str]], max_join: int) -> Gr
     placeholders (``column_ref``, ``from_clause``, ``star``) to the scope's own rules. Working on
     the BNF is much faster than having lark expand the templates once per scope."""
     terminals = dict(generic.terminals)
-    rules: list[Rule] = [r for r in generic.rules if r.lhs not in _DISPATCH]
+    rules: list[Rule] = [r for r in generic.rules if r.rhs != (_DISPATCH.get(r.lhs),)]  # keeps the ones without FROM
     scoped = [r for r in generic.rules if "{" in r.lhs and _IN_BRACES.search(r.lhs)]
     names: dict[tuple[str, str], str] = {}
 
@@ -174,9 +174,12 @@ def _scoped(generic: Grammar, schema: dict[str, list[str]], max_join: int) -> Gr
                 rules.append(Rule(prefix, (item,)))
             else:
                 before = f"{frm}_{i - 1}" if i > 1 else f"{frm}_0"
+                # SQLite: "ON clause references tables to its right" after a LEFT JOIN, and ON
+                # may name every table of the scope; so a LEFT JOIN with ON comes last.
+                on_join = "join_op" if i == len(scope) - 1 else "inner_join_op"
                 rules += [
                     Rule(prefix, (before, "join_op", item)),
-                    Rule(prefix, (before, "join_op", item, "_WS", "ON", "_WS", rename("expr{column_ref}"))),
+                    Rule(prefix, (before, on_join, item, "_WS", "ON", "_WS", rename("expr{column_ref}"))),
                     Rule(prefix, (before, "_COMMA", item)),
                 ]
         for rule, instance in _DISPATCH.items():
