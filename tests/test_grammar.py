@@ -128,7 +128,7 @@ def test_lazy_terminals_mean_what_lark_lexes():
     unescaped quote, so `"a"b"` is not one string, although the regex fully matches it."""
     text = 'start: "[" ESCAPED_STRING ("," ESCAPED_STRING)* "]"\n%import common.ESCAPED_STRING\n'
     grammar = gad.Grammar.from_lark(text)
-    assert grammar.terminals["ESCAPED_STRING"].shortest
+    assert grammar.terminals["ESCAPED_STRING"].lexer
     lark_parser = lark.Lark(text, parser="earley", lexer="dynamic_complete")
     for document, expected in [('["a"b"]', False), ('["a","b"]', True), ('["a\\"b"]', True), ('[""]', True)]:
         matcher = gad.GrammarMatcher(gad.GrammarCompiler(BYTES).compile(grammar))

@@ -9,13 +9,6 @@ from __future__ import annotations
 
 import re
 
-try:  # Python >= 3.11
-    import re._constants as sre_constants
-    import re._parser as sre_parse
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
-
 from lark.exceptions import LarkError
 from lark.load_grammar import load_grammar
 
@@ -51,7 +44,7 @@ def load_lark(
     for term in lark_terminals:
         regex = term.pattern.to_regexp()
         try:
-            terminal = Terminal.compile(term.name, regex, shortest=_has_lazy_quantifier(regex))
+            terminal = Terminal.compile(term.name, regex, lexer=True)
         except GrammarError as exc:
             line, column = _locate_pattern(src, term.pattern.value)
             message = exc.message if term.name in exc.message else f"terminal {term.name}: {exc.message}"
@@ -71,27 +64,6 @@ def load_lark(
                 )
         rules.append(Rule(str(lark_rule.origin.name), rhs))
     return Grammar(rules, terminals, start=start, ignore=tuple(ignore), source=src)
-
-
-def _has_lazy_quantifier(regex: str) -> bool:
-    """Whether ``regex`` uses ``*?``, ``+?``, ``??`` or ``{m,n}?``: lark's lexer then takes the
-    shortest match (``re.match``), so the terminal's language is its shortest matches."""
-    try:
-        parsed = sre_parse.parse(regex)
-    except Exception:  # invalid: compile_regex reports it
-        return False
-    stack = [parsed]
-    while stack:
-        node = stack.pop()
-        for op, av in node if isinstance(node, sre_parse.SubPattern) else ():
-            if op == sre_constants.MIN_REPEAT:
-                return True
-            for child in av if isinstance(av, (tuple, list)) else (av,):
-                if isinstance(child, sre_parse.SubPattern):
-                    stack.append(child)
-                elif isinstance(child, (tuple, list)):
-                    stack.extend(c for c in child if isinstance(c, sre_parse.SubPattern))
-    return False
 
 
 def _locate_pattern(src: SourceText, value: str) -> tuple[int | None, int | None]:
