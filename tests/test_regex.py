@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gad.errors import ConfigurationError, EmptyLanguageError, GadError, GrammarError, UnsupportedGrammarError
-from gad.grammar.regex import DEAD, ByteDFA, compile_literal, compile_regex, compile_terminal
+from gad.grammar.dfa import DEFAULT_BUDGET
+from gad.grammar.regex import DEAD, AutomatonBudget, ByteDFA, compile_literal, compile_regex, compile_terminal
 
 FLAG_BITS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X, "u": re.U, "a": re.A}
 
@@ -624,3 +625,41 @@ def test_compile_literal_matches_exactly_the_text(text: str, other: str) -> None
     assert dfa.fullmatch(text.encode())
     assert dfa.fullmatch(other.encode()) == (other == text)
     assert dfa.is_live(dfa.walk(dfa.initial, other.encode())) == text.encode().startswith(other.encode())
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets and sizes (costs are measured in benchmarks/regex_compile.py, not here)
+
+
+@pytest.mark.parametrize(
+    "pattern, budget, name",
+    [("a{100}", AutomatonBudget(nfa_states=50), "nfa_states"),
+     ("[ab]*a[ab]{12}", AutomatonBudget(dfa_states=1000), "dfa_states"),
+     (r"\w{3}", AutomatonBudget(byte_states=100), "byte_states"),
+     ("(a{0,100}){0,100}", DEFAULT_BUDGET, "work")],
+)  # fmt: skip
+def test_a_budget_exceeded_is_a_clear_error(pattern: str, budget: AutomatonBudget, name: str) -> None:
+    with pytest.raises(UnsupportedGrammarError, match=rf"needs more than .* \(budget `{name}`") as info:
+        compile_regex(pattern, budget=budget)
+    assert repr(pattern) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pattern, states",
+    [("(ab){2,300}c", 2 * 300 + 2), ("a{1000}", 1001), ("[ab]*a[ab]{8}", 2**9), ("x" * 1600, 1601)],
+)
+def test_bounded_repeats_compile_to_their_minimal_size(pattern: str, states: int) -> None:
+    """Sizes of the minimal DFAs, known by hand: ``(ab){2,300}c`` needs a state per position in
+    up to 300 copies of ``ab`` plus the end; ``[ab]*a[ab]{8}`` remembers the last 9 letters."""
+    dfa = compile_regex(pattern)
+    assert dfa.num_states == states
+    rx = re.compile(pattern)
+    for text in ["ab" * 2 + "c", "ab" * 300 + "c", "ab" * 301 + "c", "ab" + "c", "a" * 1000, "a" * 999]:
+        assert dfa.fullmatch(text.encode()) == (rx.fullmatch(text) is not None)
+
+
+def test_budget_argument_is_checked() -> None:
+    with pytest.raises(ConfigurationError):
+        compile_regex("a", budget=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        AutomatonBudget(work=0)

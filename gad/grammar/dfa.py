@@ -52,8 +52,8 @@ class AutomatonBudget:
     def exceeded(self, what: str, name: str, limit: int) -> UnsupportedGrammarError:
         """The error for ``what`` (e.g. "regex 'a{9999}'") needing more than ``limit`` of ``name``."""
         return UnsupportedGrammarError(
-            f"{what} needs more than {limit:,} {_BUDGET_WORDS[name]} (budget `{name}`; pass "
-            f"budget=gad.AutomatonBudget({name}=...) to raise it)"
+            f"{what} needs more than {limit:,} {_BUDGET_WORDS[name]} (budget `{name}` of "
+            f"gad.grammar.regex.AutomatonBudget; compile_regex(..., budget=AutomatonBudget({name}=...)) raises it)"
         )
 
 
