@@ -113,8 +113,19 @@ class Grammar:
         return load_lark(text, start=start, source=source)
 
     @classmethod
-    def from_file(cls, path: str | Path, start: str = "start") -> Grammar:
-        """Load a ``.lark`` file; `%import` of sibling files resolves relative to it."""
+    def from_gbnf(
+        cls, text: str, start: str = "root", *, source: str = "<grammar>", undefined: str = "error"
+    ) -> Grammar:
+        """Load GBNF text (llama.cpp's format; `gad.grammar.gbnf`). ``undefined="empty"`` drops
+        the alternatives that use an undefined rule instead of refusing the grammar."""
+        from gad.grammar.gbnf import load_gbnf
+
+        return load_gbnf(text, start=start, source=source, undefined=undefined)
+
+    @classmethod
+    def from_file(cls, path: str | Path, start: str | None = None) -> Grammar:
+        """Load a ``.lark`` file (start rule ``start``; `%import` of sibling files resolves
+        relative to it) or a ``.gbnf`` file (start rule ``root``), by extension."""
         from gad.grammar.lark_loader import load_lark
 
         path = Path(path)
@@ -124,7 +135,9 @@ class Grammar:
             raise GrammarError(f"cannot read grammar file: {exc.strerror}", source=str(path)) from None
         except UnicodeDecodeError as exc:
             raise GrammarError(f"grammar file is not UTF-8 ({exc.reason})", source=str(path)) from None
-        return load_lark(text, start=start, source=str(path), import_paths=[str(path.parent)])
+        if path.suffix.lower() == ".gbnf":
+            return cls.from_gbnf(text, start=start or "root", source=str(path))
+        return load_lark(text, start=start or "start", source=str(path), import_paths=[str(path.parent)])
 
     @classmethod
     def from_regex(cls, pattern: str) -> Grammar:
