@@ -165,7 +165,7 @@ def _grammar_name(args: argparse.Namespace) -> str:
 
 def _add_grammar_options(command: argparse.ArgumentParser) -> None:
     source = command.add_mutually_exclusive_group(required=True)
-    source.add_argument("--grammar", help="a .lark grammar file")
+    source.add_argument("--grammar", help="a .lark or .gbnf grammar file")
     source.add_argument("--json-schema", help="a JSON Schema file: outputs are JSON documents valid under it")
 
 

@@ -292,3 +292,15 @@ def test_gbnf_files_load_by_extension(tmp_path: Path) -> None:
     with pytest.raises(GrammarError, match="g.gbnf:1:"):
         path.write_text('root ::= "a\n')
         gad.Grammar.from_file(path)
+
+
+def test_cli_checks_documents_against_a_gbnf_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gad.cli import main
+
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("x=1\n")
+    bad.write_text("x=1")
+    grammar = str(_data(GBNF / "arithmetic.gbnf"))
+    assert main(["check", "--grammar", grammar, str(good)]) == 0
+    assert main(["check", "--grammar", grammar, str(bad)]) == 1
+    capsys.readouterr()
