@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from gad.errors import GrammarError, UndefinedRuleError
+from gad.grammar.fusion import fuse_regular_rules
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 
 __all__ = ["load_gbnf"]
@@ -360,12 +361,16 @@ def _class_char(cp: int) -> str:
     return f"\\U{cp:08x}"
 
 
-def load_gbnf(text: str, *, start: str = "root", source: str = "<grammar>", undefined: str = "error") -> Grammar:
+def load_gbnf(
+    text: str, *, start: str = "root", source: str = "<grammar>", undefined: str = "error", fuse: bool = True
+) -> Grammar:
     """Parse GBNF ``text`` into a validated `Grammar` rooted at ``start`` (see the module docstring).
 
     ``undefined``: "error" (default) refuses a rule that is used but not defined, with its
     location; "empty" treats it as a rule with no alternatives (the alternatives that need it
-    are dropped). Raises `GrammarError` (with file, line and column) for malformed text.
+    are dropped). ``fuse``: turn the regular rules into single terminals
+    (`gad.grammar.fusion.fuse_regular_rules`; same language, cheaper masks). Raises `GrammarError`
+    (with file, line and column) for malformed text.
     """
     if not isinstance(text, str):
         raise GrammarError(f"grammar text must be a str, not {type(text).__name__}", source=source)
@@ -387,4 +392,5 @@ def load_gbnf(text: str, *, start: str = "root", source: str = "<grammar>", unde
         rules = kept
     if start not in used:
         raise parser.error(f"the start rule {start!r} has no alternative left", parser.where[start], UndefinedRuleError)
-    return Grammar(rules, lowering.terminals, start=start, source=src)
+    grammar = Grammar(rules, lowering.terminals, start=start, source=src)
+    return fuse_regular_rules(grammar) if fuse else grammar

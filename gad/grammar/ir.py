@@ -114,13 +114,14 @@ class Grammar:
 
     @classmethod
     def from_gbnf(
-        cls, text: str, start: str = "root", *, source: str = "<grammar>", undefined: str = "error"
+        cls, text: str, start: str = "root", *, source: str = "<grammar>", undefined: str = "error", fuse: bool = True
     ) -> Grammar:
         """Load GBNF text (llama.cpp's format; `gad.grammar.gbnf`). ``undefined="empty"`` drops
-        the alternatives that use an undefined rule instead of refusing the grammar."""
+        the alternatives that use an undefined rule instead of refusing the grammar; ``fuse``
+        turns its regular rules into single terminals (`gad.grammar.fusion`)."""
         from gad.grammar.gbnf import load_gbnf
 
-        return load_gbnf(text, start=start, source=source, undefined=undefined)
+        return load_gbnf(text, start=start, source=source, undefined=undefined, fuse=fuse)
 
     @classmethod
     def from_file(cls, path: str | Path, start: str | None = None) -> Grammar:
