@@ -65,7 +65,7 @@ _BUDGET_WORDS = {
 }
 
 DEFAULT_BUDGET = AutomatonBudget()
-"""The budget used when none is given; see the README's "Limits" table."""
+"""The budget used when none is given (README, "Grammar format", **Budgets**)."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)
