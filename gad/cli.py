@@ -239,7 +239,7 @@ def _grammar_name(args: argparse.Namespace) -> str:
 
 def _add_grammar_options(command: argparse.ArgumentParser) -> None:
     source = command.add_mutually_exclusive_group(required=True)
-    source.add_argument("--grammar", help="a .lark grammar file")
+    source.add_argument("--grammar", help="a .lark or .gbnf grammar file")
     source.add_argument("--json-schema", help="a JSON Schema file: outputs are JSON documents valid under it")
     command.add_argument("--whitespace", type=_whitespace, metavar="N|compact", help="with --json-schema: at most N whitespace characters between JSON tokens, or none ('compact'); default 16")
     command.add_argument("--lenient", action="store_true", help="with --json-schema: accept keywords gad cannot enforce (ignored) instead of refusing the schema")

@@ -245,7 +245,7 @@ def _grammar_to_json(grammar: Grammar) -> dict:
         "start": grammar.start,
         "rules": [[rule.lhs, list(rule.rhs)] for rule in grammar.rules],
         "terminals": {
-            name: [t.regex, t.whole_input, t.shortest] for name, t in sorted(grammar.terminals.items())
+            name: [t.regex, t.whole_input, t.lexer] for name, t in sorted(grammar.terminals.items())
         },
         "ignore": list(grammar.ignore),
     }
@@ -253,8 +253,8 @@ def _grammar_to_json(grammar: Grammar) -> dict:
 
 def _grammar_from_json(data: dict, dfas: dict[str, ByteDFA]) -> Grammar:
     terminals = {
-        name: Terminal(name, regex, dfas[name], whole_input, shortest)
-        for name, (regex, whole_input, shortest) in data["terminals"].items()
+        name: Terminal(name, regex, dfas[name], whole_input, lexer)
+        for name, (regex, whole_input, lexer) in data["terminals"].items()
     }
     rules = [Rule(lhs, tuple(rhs)) for lhs, rhs in data["rules"]]
     return Grammar(rules, terminals, start=data["start"], ignore=tuple(data["ignore"]), source=SourceText("<compiled>", ""))

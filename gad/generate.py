@@ -117,10 +117,10 @@ def _model_eos_ids(model: Any) -> list[int]:
 
 
 def _is_path(grammar: object) -> bool:
-    """A path-like object, or a one-line str ending in ``.lark`` (a file name, not grammar text)."""
+    """A path-like object, or a one-line str ending in ``.lark`` or ``.gbnf`` (a file name, not grammar text)."""
     if isinstance(grammar, os.PathLike):
         return True
-    return isinstance(grammar, str) and grammar.endswith(".lark") and "\n" not in grammar
+    return isinstance(grammar, str) and grammar.endswith((".lark", ".gbnf")) and "\n" not in grammar
 
 
 def _grammar_key(grammar: GrammarLike) -> object:

@@ -65,9 +65,18 @@ BAD_GRAMMARS = [
     ('start: /(a)\\1/\n', UnsupportedGrammarError, None),
     ('%declare X\nstart: X\n', UnsupportedGrammarError, (1, 10)),
     ('start: "a"\nstart: "b"\n', GrammarError, None),
-    ('start: ""\n', GrammarError, None),
-    ('start: NOPE\n%import common.NOPE\n', GrammarError, None),
+    ('start: NOPE\n%import common.NOPE\n', UndefinedRuleError, (2, 9)),
+    ('start: "\\xZZ"\n', GrammarError, (1, 8)),
+    ('start: "ab".."c"\n', GrammarError, (1, 8)),
+    ('start: "" "a" )\n', GrammarError, (1, 15)),
 ]
+
+# The reason each of those errors gives (beyond its position), where lark's own text is unhelpful.
+REASONS = {
+    'start: NOPE\n%import common.NOPE\n': "'common' defines no rule or terminal named 'NOPE'",
+    'start: "\\xZZ"\n': 'invalid escape in the string literal "\\xZZ": truncated \\xXX escape',
+    'start: "ab".."c"\n': 'character range "ab".."c" needs one character at each end',
+}
 
 
 @pytest.mark.parametrize("text, error, position", BAD_GRAMMARS)
@@ -80,6 +89,8 @@ def test_bad_grammar_raises_located_error(text, error, position):
     if position is not None:
         assert (exc.line, exc.column) == position, str(exc)
         assert "^" in str(exc)  # caret line of context
+    if text in REASONS:
+        assert REASONS[text] in exc.message
 
 
 def test_missing_file_names_the_file(tmp_path):
@@ -123,12 +134,34 @@ def test_mutated_grammars_never_raise_a_foreign_exception(position, cut, insert)
         pass
 
 
+@pytest.mark.parametrize(
+    "with_empty, without",
+    [('start: "a" "" "b"\n', 'start: "a" "b"\n'),
+     ('start: "" | "x" ""i\n', 'start: | "x"\n'),
+     ('A: "" | "a"\nstart: A "b" // ""\n', 'A: "a"\nstart: A? "b"\n'),
+     ('start: "/" "\\"" ""\n', 'start: "/" "\\""\n')],
+)  # fmt: skip
+def test_empty_literal_is_epsilon(with_empty, without):
+    """`""` is ε (lark refuses it): the grammar means what lark parses for the same grammar
+    written without it."""
+    grammar = gad.Grammar.from_lark(with_empty)
+    reference = lark.Lark(without, parser="earley", lexer="dynamic_complete")
+    for document in ["", "a", "b", "ab", "x", "X", "xb", "/", '/"', "aab", "/\"\""]:
+        matcher = gad.GrammarMatcher(gad.GrammarCompiler(BYTES).compile(grammar))
+        try:
+            reference.parse(document)
+            expected = True
+        except lark.exceptions.LarkError:
+            expected = False
+        assert (matcher.accept_string(document) and matcher.is_accepting()) == expected, document
+
+
 def test_lazy_terminals_mean_what_lark_lexes():
     """lark's ESCAPED_STRING is lazy (`".*?..."`): its lexer ends the string at the first
     unescaped quote, so `"a"b"` is not one string, although the regex fully matches it."""
     text = 'start: "[" ESCAPED_STRING ("," ESCAPED_STRING)* "]"\n%import common.ESCAPED_STRING\n'
     grammar = gad.Grammar.from_lark(text)
-    assert grammar.terminals["ESCAPED_STRING"].shortest
+    assert grammar.terminals["ESCAPED_STRING"].lexer
     lark_parser = lark.Lark(text, parser="earley", lexer="dynamic_complete")
     for document, expected in [('["a"b"]', False), ('["a","b"]', True), ('["a\\"b"]', True), ('[""]', True)]:
         matcher = gad.GrammarMatcher(gad.GrammarCompiler(BYTES).compile(grammar))
@@ -155,3 +188,50 @@ def test_from_regex_language_equals_python_re(pattern, accepted, rejected):
         matcher = gad.GrammarMatcher(compiled)
         ok = matcher.accept_string(text) and matcher.is_accepting()
         assert ok == (re.fullmatch(pattern, text) is not None) == (text in accepted), text
+
+
+LARK_GRAMMARS = Path(lark.__file__).parent / "grammars"
+
+
+@pytest.fixture(scope="module")
+def lark_lark():
+    """lark's grammar of grammars, with OP's end lookahead ``[?](?![a-z])`` (which gad refuses,
+    see the test below) written as ``[?]``; both gad and lark read this same text."""
+    text = (LARK_GRAMMARS / "lark.lark").read_text()
+    assert "OP: /[+*]|[?](?![a-z])/" in text
+    text = text.replace("OP: /[+*]|[?](?![a-z])/", "OP: /[+*?]/")
+    compiled = gad.GrammarCompiler(BYTES).compile(gad.Grammar.from_lark(text, source="lark.lark"))
+    return compiled, lark.Lark(text, parser="earley", lexer="dynamic_complete")
+
+
+LARK_DOCUMENTS = [
+    'start: /a\\/b/\n', 'start: /a/b/\n', 'start: /a\\\\/ "b"\n', 'start: "a\\"b"\n', 'start: "a"b"\n',
+    "X: /[^\\/]+/i\nstart: X\n", 'start: "a" | "b"\n// comment /x/\n', "start: /x/ /y/ims\n",
+    'start: "a"i "b"\n', "start: /a\\\\\\/b/\n", 'start: /\\//\n', 'start: "x" -> y\n',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("document", LARK_DOCUMENTS + ["common.lark", "lark.lark", "unicode.lark"])
+def test_lark_lark_agrees_with_lark(lark_lark, document):
+    """lark.lark's lazy REGEXP (``/\\/(\\\\\\/|\\\\\\\\|[^\\/])*?\\/[imslux]*/``) and STRING,
+    on lark's own grammar files and on short documents: the same verdicts as lark's parser."""
+    compiled, reference = lark_lark
+    if document.endswith(".lark"):
+        document = (LARK_GRAMMARS / document).read_text()
+    try:
+        reference.parse(document)
+        expected = True
+    except lark.exceptions.LarkError:
+        expected = False
+    matcher = gad.GrammarMatcher(compiled)
+    assert (matcher.accept_string(document) and matcher.is_accepting()) == expected
+    if document == 'start: /a\\/b/\n':
+        assert expected  # the case the issue reports: gad used to reject it
+
+
+def test_a_lookahead_at_the_end_of_a_terminal_is_refused_with_its_location():
+    with pytest.raises(UnsupportedGrammarError, match="terminal OP: a lookahead at the end") as info:
+        gad.Grammar.from_file(LARK_GRAMMARS / "lark.lark")
+    lines = (LARK_GRAMMARS / "lark.lark").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("OP:"))
+    assert (info.value.line, info.value.column) == (line, lines[line - 1].index("/") + 1)

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gad.errors import ConfigurationError, EmptyLanguageError, GadError, GrammarError, UnsupportedGrammarError
-from gad.grammar.regex import DEAD, ByteDFA, compile_literal, compile_regex
+from gad.grammar.dfa import DEFAULT_BUDGET
+from gad.grammar.regex import DEAD, AutomatonBudget, ByteDFA, compile_literal, compile_regex, compile_terminal
 
 FLAG_BITS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X, "u": re.U, "a": re.A}
 
@@ -433,26 +434,84 @@ def test_lark_escaped_string_full_match_language() -> None:
         assert dfa.fullmatch(text.encode()) == expected == (re.fullmatch(pattern, text) is not None)
 
 
-@pytest.mark.parametrize("name", ["ESCAPED_STRING", "C_COMMENT"])
+# Terminals as lark's lexer reads them: {w : re.match(p, w) spans all of w}
+LEXER_PATTERNS = [
+    LARK["ESCAPED_STRING"],
+    LARK["C_COMMENT"],
+    r"/(\\/|\\\\|[^/])*?/[imslux]*",  # lark.lark's REGEXP
+    "a|ab",
+    "(?:ab|a)b?",
+    "a*?b|a+",
+    "(a|ab)(c|bcd)",
+    "x(?:a??b)+?y?",
+    "(?:a|b)*?c(?:d)??",
+    "(?:a*)*b|a",
+    r"(?=[ab])\w{1,3}",
+    r"(?!ab)[a-c]{2,3}",
+    r"a.*?(?<!x)z",
+    r"a[ab]+(?<=ab)",
+    r"(?:\d{1,2}?)+?-",
+    "(?:|a)+b",
+    "(?:a(?=b))*b",
+]
+
+
+@pytest.mark.parametrize("pattern", LEXER_PATTERNS)
 @HYPOTHESIS
 @given(data=st.data())
-def test_shortest_matches_is_what_a_lazy_lexer_takes(name: str, data: st.DataObject) -> None:
-    pattern = LARK[name]
-    dfa = compile_regex(pattern).shortest_matches()
+def test_compile_terminal_is_what_re_match_returns(pattern: str, data: st.DataObject) -> None:
+    read = compile_terminal(pattern)
+    assert not read.follow
     rx = re.compile(pattern)
-    s = data.draw(st.one_of(near_misses(rx), st.from_regex(rx, fullmatch=True)), label="s")
+    s = data.draw(st.one_of(near_misses(rx), st.from_regex(rx, fullmatch=True), st.text("abcdxyz-/*\\\"", max_size=8)), label="s")
     b = encode(s)
     assume(b is not None)
     m = rx.match(s)
-    assert dfa.fullmatch(b) == (m is not None and m.end() == len(s))
+    assert read.dfa.fullmatch(b) == (m is not None and m.end() == len(s))
 
 
-def test_shortest_matches_examples() -> None:
-    dfa = compile_regex(LARK["ESCAPED_STRING"]).shortest_matches()
+@pytest.mark.parametrize("pattern", LEXER_PATTERNS)
+def test_compile_terminal_exhaustively_on_short_strings(pattern: str) -> None:
+    """Every string of length <= 5 over the pattern's alphabet: the DFA agrees with ``re.match``,
+    and a prefix leads to a live state exactly when some extension is a match (checked up to 3
+    more characters, which suffices for these patterns' small automata)."""
+    read = compile_terminal(pattern)
+    rx = re.compile(pattern)
+    alphabet = sorted(set(re.sub(r"\\.|[^a-z/\\\"*-]", "", pattern)) | {"a", "b"})[:7]
+    for n in range(6):
+        for chars in itertools.product(alphabet, repeat=n):
+            s = "".join(chars)
+            m = rx.match(s)
+            assert read.dfa.fullmatch(s.encode()) == (m is not None and m.end() == len(s)), s
+
+
+def test_lazy_terminals_are_not_their_full_matches() -> None:
+    dfa = compile_terminal(LARK["ESCAPED_STRING"]).dfa
     assert dfa.fullmatch(b'"a\\"b"') and not dfa.fullmatch(b'"a"b"')
     assert not dfa.is_live(dfa.walk(dfa.initial, b'"a"b'))
-    comment = compile_regex(LARK["C_COMMENT"]).shortest_matches()
+    comment = compile_terminal(LARK["C_COMMENT"]).dfa
     assert comment.fullmatch(b"/* a */") and not comment.fullmatch(b"/* a */ */")
+    regexp = compile_terminal(r"/(\\/|\\\\|[^/])*?/[imslux]*").dfa  # lark.lark's REGEXP
+    assert regexp.fullmatch(b"/a\\/b/") and regexp.fullmatch(b"/a/i") and not regexp.fullmatch(b"/a/b/")
+    assert compile_terminal("a|ab").dfa.fullmatch(b"a") and not compile_terminal("a|ab").dfa.fullmatch(b"ab")
+
+
+@pytest.mark.parametrize(
+    "pattern, after, expected",
+    [("a(?=b)", "b", True), ("a(?=b)", "c", False), ("a(?=b)", "", False), ("ab?(?!c)", "c", False),
+     ("ab?(?!c)", "", True), ("ab?(?!c)", "d", True), ("a$", "", True), ("a$", "\n", True), ("a$", "b", False)],
+)  # fmt: skip
+def test_lookahead_at_the_end_of_a_terminal_constrains_what_follows(pattern: str, after: str, expected: bool) -> None:
+    read = compile_terminal(pattern)
+    rx = re.compile(pattern)
+    for text in ("a", "ab"):
+        m = rx.match(text + after)
+        state = read.dfa.walk(read.dfa.initial, text.encode())
+        follow = read.follow.get(state)
+        matched = read.dfa.is_accepting(state) and (follow is None or follow.fullmatch(after.encode()))
+        assert matched == (m is not None and m.end() == len(text)), (text, after)
+    m = rx.match("a" + after)
+    assert (m is not None and m.end() == 1) == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,12 +527,12 @@ NEEDS_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.11 r
         (r"(a)\1", "backreference"),
         (r"(?P<x>a)(?P=x)", "backreference"),
         (r"(a)?(?(1)b|c)", "conditional"),
-        (r"\bfoo", "word boundary"),
-        (r"a\B", "non-boundary"),
-        (r"(?:a(?=b))*b", "lookahead"),
-        (r"(?:x|(?<!a)b)c", "lookbehind"),
-        (r"(?:^a)+", "anchor ^"),
-        (r"(?:a$)?", "anchor $"),
+        (r"\bfoo", "word boundary \\b that can look past the start"),
+        (r"a\B", "non-boundary \\B that can look past the end"),
+        (r"(?:x|(?<!a)b)c", "negative lookbehind that can look past the start"),
+        (r"(?:^a)+", "anchor ^ that can look past the start"),
+        (r"(?:a$)?", "anchor $ that can look past the end"),
+        (r"(?:a(?=b))+", "lookahead that can look past the end"),
         pytest.param(r"(?>a)b", "atomic group", marks=NEEDS_311),
         pytest.param(r"a*+", "possessive", marks=NEEDS_311),
     ],
@@ -566,3 +625,41 @@ def test_compile_literal_matches_exactly_the_text(text: str, other: str) -> None
     assert dfa.fullmatch(text.encode())
     assert dfa.fullmatch(other.encode()) == (other == text)
     assert dfa.is_live(dfa.walk(dfa.initial, other.encode())) == text.encode().startswith(other.encode())
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets and sizes (costs are measured in benchmarks/regex_compile.py, not here)
+
+
+@pytest.mark.parametrize(
+    "pattern, budget, name",
+    [("a{100}", AutomatonBudget(nfa_states=50), "nfa_states"),
+     ("[ab]*a[ab]{12}", AutomatonBudget(dfa_states=1000), "dfa_states"),
+     (r"\w{3}", AutomatonBudget(byte_states=100), "byte_states"),
+     ("(a{0,100}){0,100}", DEFAULT_BUDGET, "work")],
+)  # fmt: skip
+def test_a_budget_exceeded_is_a_clear_error(pattern: str, budget: AutomatonBudget, name: str) -> None:
+    with pytest.raises(UnsupportedGrammarError, match=rf"needs more than .* \(budget `{name}`") as info:
+        compile_regex(pattern, budget=budget)
+    assert repr(pattern) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pattern, states",
+    [("(ab){2,300}c", 2 * 300 + 2), ("a{1000}", 1001), ("[ab]*a[ab]{8}", 2**9), ("x" * 1600, 1601)],
+)
+def test_bounded_repeats_compile_to_their_minimal_size(pattern: str, states: int) -> None:
+    """Sizes of the minimal DFAs, known by hand: ``(ab){2,300}c`` needs a state per position in
+    up to 300 copies of ``ab`` plus the end; ``[ab]*a[ab]{8}`` remembers the last 9 letters."""
+    dfa = compile_regex(pattern)
+    assert dfa.num_states == states
+    rx = re.compile(pattern)
+    for text in ["ab" * 2 + "c", "ab" * 300 + "c", "ab" * 301 + "c", "ab" + "c", "a" * 1000, "a" * 999]:
+        assert dfa.fullmatch(text.encode()) == (rx.fullmatch(text) is not None)
+
+
+def test_budget_argument_is_checked() -> None:
+    with pytest.raises(ConfigurationError):
+        compile_regex("a", budget=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        AutomatonBudget(work=0)

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gad.errors import EmptyLanguageError, GrammarError, UndefinedRuleError
-from gad.grammar.regex import ByteDFA, compile_regex
+from gad.errors import EmptyLanguageError, GrammarError, UndefinedRuleError, UnsupportedGrammarError
+from gad.grammar.regex import ByteDFA, compile_regex, compile_terminal
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,32 @@ class Terminal:
     """A named regular language over bytes.
 
     ``whole_input``: the regex describes a whole output, so ``^``/``$`` and lookarounds at its
-    edges are allowed (`Grammar.from_regex`). ``shortest``: only the matches with no proper prefix
-    in the language — what a lazy pattern such as lark's ``ESCAPED_STRING`` (``".*?..."``) matches
-    in lark's lexer, whose full-match language would also contain ``"a"b"``.
+    edges are allowed (`Grammar.from_regex`). ``lexer``: the language is what lark's lexer takes
+    as one token of this terminal, ``{w : re.match(regex, w) spans all of w}``
+    (`gad.grammar.regex.compile_terminal`): lazy quantifiers and alternation order count, so lark's
+    ``ESCAPED_STRING`` (``".*?..."``) does not contain ``"a"b"``, which its full-match language
+    would. Otherwise the language is the regex's full matches.
     """
 
     name: str
     regex: str
     dfa: ByteDFA = field(repr=False, compare=False)
     whole_input: bool = False
-    shortest: bool = False
+    lexer: bool = False
 
     @classmethod
-    def compile(cls, name: str, regex: str, *, whole_input: bool = False, shortest: bool = False) -> Terminal:
-        dfa = compile_regex(regex, name=name, whole_input=whole_input)
-        return cls(name, regex, dfa.shortest_matches() if shortest else dfa, whole_input, shortest)
+    def compile(cls, name: str, regex: str, *, whole_input: bool = False, lexer: bool = False) -> Terminal:
+        """Compile ``regex``; raises `GrammarError` subclasses naming the terminal."""
+        if not lexer:
+            return cls(name, regex, compile_regex(regex, name=name, whole_input=whole_input), whole_input)
+        read = compile_terminal(regex, name=name)
+        if read.follow:
+            raise UnsupportedGrammarError(
+                f"terminal {name}: a lookahead at the end of the regex {regex!r} constrains the text after"
+                " the terminal, which gad does not support yet (lookarounds decided inside the match are"
+                " supported)"
+            )
+        return cls(name, regex, read.dfa, whole_input, lexer)
 
 
 @dataclass(frozen=True)
@@ -102,8 +113,20 @@ class Grammar:
         return load_lark(text, start=start, source=source)
 
     @classmethod
-    def from_file(cls, path: str | Path, start: str = "start") -> Grammar:
-        """Load a ``.lark`` file; `%import` of sibling files resolves relative to it."""
+    def from_gbnf(
+        cls, text: str, start: str = "root", *, source: str = "<grammar>", undefined: str = "error", fuse: bool = True
+    ) -> Grammar:
+        """Load GBNF text (llama.cpp's format; `gad.grammar.gbnf`). ``undefined="empty"`` drops
+        the alternatives that use an undefined rule instead of refusing the grammar; ``fuse``
+        turns its regular rules into single terminals (`gad.grammar.fusion`)."""
+        from gad.grammar.gbnf import load_gbnf
+
+        return load_gbnf(text, start=start, source=source, undefined=undefined, fuse=fuse)
+
+    @classmethod
+    def from_file(cls, path: str | Path, start: str | None = None) -> Grammar:
+        """Load a ``.lark`` file (start rule ``start``; `%import` of sibling files resolves
+        relative to it) or a ``.gbnf`` file (start rule ``root``), by extension."""
         from gad.grammar.lark_loader import load_lark
 
         path = Path(path)
@@ -113,7 +136,9 @@ class Grammar:
             raise GrammarError(f"cannot read grammar file: {exc.strerror}", source=str(path)) from None
         except UnicodeDecodeError as exc:
             raise GrammarError(f"grammar file is not UTF-8 ({exc.reason})", source=str(path)) from None
-        return load_lark(text, start=start, source=str(path), import_paths=[str(path.parent)])
+        if path.suffix.lower() == ".gbnf":
+            return cls.from_gbnf(text, start=start or "root", source=str(path))
+        return load_lark(text, start=start or "start", source=str(path), import_paths=[str(path.parent)])
 
     @classmethod
     def from_regex(cls, pattern: str) -> Grammar:

@@ -2,27 +2,21 @@
 
 lark expands EBNF (`?`, `*`, `+`, `[...]`, `~ n`, templates) into BNF rules and resolves
 `%import common.X`; we keep its rules and terminal regexes and turn lark's errors into
-`GrammarError`s that carry the source name, line and column.
+`GrammarError`s that carry the source name, line and column. One extension: the empty literal
+``""`` (which lark refuses) is ε, as in GBNF, llguidance and xgrammar.
 """
 
 from __future__ import annotations
 
 import re
 
-try:  # Python >= 3.11
-    import re._constants as sre_constants
-    import re._parser as sre_parse
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
-
-from lark.exceptions import LarkError
+from lark.exceptions import LarkError, VisitError
 from lark.load_grammar import load_grammar
 
 from gad.errors import GadError, GrammarError, UndefinedRuleError, UnsupportedGrammarError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 
-_AT_LINE_COLUMN = re.compile(r"at line (\d+) column (\d+)")
+_AT_LINE_COLUMN = re.compile(r"at line (\d+),? column (\d+)\.?")
 _UNDEFINED = re.compile(r"(?:Rule|Terminal|Using an undefined rule|Using an undefined terminal)\s+'?([^' ]+)'?")
 
 
@@ -38,7 +32,7 @@ def load_lark(
         raise GrammarError(f"grammar text must be a str, not {type(text).__name__}", source=source)
     src = SourceText(source, text)
     try:
-        lark_grammar, _ = load_grammar(text, source, import_paths or [], False)
+        lark_grammar, _ = load_grammar(_empty_literals_as_epsilon(text), source, import_paths or [], False)
         lark_terminals, lark_rules, ignore = lark_grammar.compile([start], set())
     except LarkError as exc:
         raise _grammar_error(src, exc) from None
@@ -51,7 +45,7 @@ def load_lark(
     for term in lark_terminals:
         regex = term.pattern.to_regexp()
         try:
-            terminal = Terminal.compile(term.name, regex, shortest=_has_lazy_quantifier(regex))
+            terminal = Terminal.compile(term.name, regex, lexer=True)
         except GrammarError as exc:
             line, column = _locate_pattern(src, term.pattern.value)
             message = exc.message if term.name in exc.message else f"terminal {term.name}: {exc.message}"
@@ -73,25 +67,53 @@ def load_lark(
     return Grammar(rules, terminals, start=start, ignore=tuple(ignore), source=src)
 
 
-def _has_lazy_quantifier(regex: str) -> bool:
-    """Whether ``regex`` uses ``*?``, ``+?``, ``??`` or ``{m,n}?``: lark's lexer then takes the
-    shortest match (``re.match``), so the terminal's language is its shortest matches."""
-    try:
-        parsed = sre_parse.parse(regex)
-    except Exception:  # invalid: compile_regex reports it
-        return False
-    stack = [parsed]
-    while stack:
-        node = stack.pop()
-        for op, av in node if isinstance(node, sre_parse.SubPattern) else ():
-            if op == sre_constants.MIN_REPEAT:
-                return True
-            for child in av if isinstance(av, (tuple, list)) else (av,):
-                if isinstance(child, sre_parse.SubPattern):
-                    stack.append(child)
-                elif isinstance(child, (tuple, list)):
-                    stack.extend(c for c in child if isinstance(c, sre_parse.SubPattern))
-    return False
+_EPSILON = "/(?:)/"  # what lark reads for ``""``: a regex whose only match is the empty string
+
+
+def _empty_literals_as_epsilon(text: str) -> str:
+    """``text`` with every empty string literal ``""`` (or ``""i``) written as `_EPSILON`.
+
+    A small scanner that knows lark's comments (``//`` to the end of the line), string literals
+    and ``/regex/`` literals (both with backslash escapes), so a ``""`` inside one of them is left
+    alone; everything else is copied unchanged.
+    """
+    if '""' not in text:
+        return text
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+        elif c == '"' or c == "/":
+            end = i + 1
+            while end < n and text[end] != c and text[end] != "\n":
+                end += 2 if text[end] == "\\" else 1
+            end = min(end + 1, n)
+            if text[i:end] == '""':
+                if text.startswith("i", end):
+                    end += 1
+                out.append(_EPSILON)
+                i = end
+                continue
+        else:
+            end = i + 1
+        out.append(text[i:end])
+        i = end
+    return "".join(out)
+
+
+def _epsilon_shift(src: SourceText, line: int, column: int) -> int:
+    """``column`` in the rewritten text, mapped back to the text the user wrote."""
+    original = src.text.split("\n")[line - 1] if 0 < line <= src.text.count("\n") + 1 else ""
+    rewritten = _empty_literals_as_epsilon(original)
+    if rewritten == original:
+        return column
+    for k in range(len(original) + 1):  # the shortest prefix whose rewriting reaches the column
+        if len(_empty_literals_as_epsilon(original[:k])) >= column - 1:
+            return k + 1
+    return column
 
 
 def _locate_pattern(src: SourceText, value: str) -> tuple[int | None, int | None]:
@@ -103,6 +125,15 @@ def _locate_pattern(src: SourceText, value: str) -> tuple[int | None, int | None
 
 
 def _grammar_error(src: SourceText, exc: LarkError) -> GrammarError:
+    if isinstance(exc, VisitError):
+        return _visit_error(src, exc)
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], SyntaxError):
+        # lark's literal evaluation failed: ('\\xZZ', SyntaxError("... truncated \\xXX escape"))
+        reason = str(args[1].msg).split(": ", 1)[-1]
+        line, column = src.locate(f'"{args[0]}"')
+        return GrammarError(f'invalid escape in the string literal "{args[0]}": {reason}', source=src.name,
+                            line=line, column=column, text=src.text)  # fmt: skip
     message = str(exc).strip().split("\n")[0]
     position = _AT_LINE_COLUMN.search(str(exc))
     line = getattr(exc, "line", None)
@@ -110,12 +141,48 @@ def _grammar_error(src: SourceText, exc: LarkError) -> GrammarError:
     if position:
         line, column = int(position.group(1)), int(position.group(2))
         message = _AT_LINE_COLUMN.sub("", message).rstrip(" ,:")
+    if isinstance(line, int) and isinstance(column, int) and line >= 1:
+        column = _epsilon_shift(src, line, column)
     cls = GrammarError
     undefined = _UNDEFINED.search(message)
     if "not defined" in message or "undefined" in message.lower():
         cls = UndefinedRuleError
-        if undefined and line is None:
+        imported = undefined and _import_of(src, undefined.group(1))
+        if imported:
+            module, line, column = imported
+            message = f"%import {module}: {module!r} defines no rule or terminal named {undefined.group(1)!r}"  # type: ignore[union-attr]
+        elif undefined and line is None:
             line, column = src.locate(undefined.group(1))
     if isinstance(line, int) and line < 1:
         line = column = None
     return cls(message, source=src.name, line=line, column=column, text=src.text)
+
+
+_IMPORT = re.compile(r"^[ \t]*%import[ \t]+([\w.]+?)(?:\.(\w+)|[ \t]*\(([^)]*)\))", re.MULTILINE)
+
+
+def _import_of(src: SourceText, name: str) -> tuple[str, int, int] | None:
+    """The module, line and column of the ``%import`` that asks for ``name``, if one does."""
+    for match in _IMPORT.finditer(src.text):
+        names = [match.group(2)] if match.group(2) else re.split(r"[\s,]+", match.group(3).strip())
+        if name in names:
+            start = match.start(1)
+            line = src.text.count("\n", 0, start) + 1
+            return match.group(1), line, start - (src.text.rfind("\n", 0, start) + 1) + 1
+    return None
+
+
+def _visit_error(src: SourceText, exc: VisitError) -> GrammarError:
+    """lark failed while transforming a construct (``exc.rule``); say which, and where."""
+    tokens = [t for t in getattr(exc.obj, "scan_values", lambda _p: [])(lambda v: hasattr(v, "line"))]
+    line = getattr(tokens[0], "line", None) if tokens else None
+    column = getattr(tokens[0], "column", None) if tokens else None
+    if exc.rule == "range":
+        ends = " and ".join(str(t) for t in tokens[:2])
+        message = f"a character range {'..'.join(str(t) for t in tokens[:2])} needs one character at each end (got {ends})"
+    else:
+        reason = str(exc.orig_exc) or type(exc.orig_exc).__name__
+        message = f"invalid {exc.rule}: {reason}"
+    if isinstance(line, int) and isinstance(column, int):
+        column = _epsilon_shift(src, line, column)
+    return GrammarError(message, source=src.name, line=line, column=column, text=src.text)
