@@ -26,7 +26,10 @@ from hypothesis import strategies as st
 import gad
 from gad.errors import SchemaError, UnsupportedSchemaError
 from gad.grammar.json_schema import SchemaWarning, convert_json_schema
-from gad.grammar.json_tokens import SUPPORTED_FORMATS, decimal_range, encode_search, float_safe, integer_range
+from fractions import Fraction
+
+from gad.grammar.json_numbers import NumberSpec, float_safe, number_dfa
+from gad.grammar.json_tokens import SUPPORTED_FORMATS, encode_search
 from gad.grammar.regex import compile_regex
 
 FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -424,8 +427,8 @@ def decimals(rng: random.Random, n: int) -> list[str]:
     "low, high",
     [(0, None), (None, 0), (-5, 17), (3, 3), (-120, -7), (None, -11), (7, None), (0, 999), (-1000, 1000), (95, 1204)],
 )
-def test_integer_range_regex(low, high):
-    dfa = compile_regex(integer_range(low, high), whole_input=True)
+def test_integer_range_automaton(low, high):
+    dfa = number_dfa(NumberSpec(integer=True, lo=None if low is None else Decimal(low), hi=None if high is None else Decimal(high)))
     for n in range(-1300, 1300):
         assert dfa.fullmatch(str(n).encode()) == ((low is None or n >= low) and (high is None or n <= high)), n
     assert not dfa.fullmatch(b"-0") and not dfa.fullmatch(b"007")
@@ -437,10 +440,10 @@ def test_integer_range_regex(low, high):
     [("0", None), (None, "0"), ("-2.5", "3.25"), ("0.05", "0.5"), ("-10", "-0.125"), ("1.5", "1.75"), ("0.001", "0.0105"),
      (None, "-3.5"), ("12.34", None), ("0", "0"), ("-0.5", "0"), ("3", "3")],
 )  # fmt: skip
-def test_decimal_range_regex(low, high):
+def test_decimal_range_automaton(low, high):
     lo = Decimal(low) if low is not None else None
     hi = Decimal(high) if high is not None else None
-    dfa = compile_regex(decimal_range(lo, hi), whole_input=True)
+    dfa = number_dfa(NumberSpec(lo=lo, hi=hi))
     for text in decimals(random.Random(f"{low}{high}"), 1500):
         value = Decimal(text)
         expected = (lo is None or value >= lo) and (hi is None or value <= hi) and not text.startswith("-0")
@@ -482,10 +485,35 @@ def test_number_bounds_in_the_grammar():
     assert accepts({"type": "number", "exclusiveMinimum": 0}, "0.001") and not accepts({"type": "number", "exclusiveMinimum": 0}, "0")
 
 
-def test_multiple_of_one_means_integer_and_others_are_unsupported():
-    assert accepts({"type": "number", "multipleOf": 1}, "3") and not accepts({"type": "number", "multipleOf": 1}, "3.5")
-    with pytest.raises(UnsupportedSchemaError, match=r"'multipleOf' at #/properties/age"):
-        gad.Grammar.from_json_schema({"properties": {"age": {"type": "integer", "multipleOf": 5}}})
+@pytest.mark.parametrize("divisor", [Fraction(7), Fraction(12), Fraction(1, 4), Fraction(3, 2), Fraction(1, 20)])
+def test_multiple_of_automaton_is_exact(divisor):
+    dfa = number_dfa(NumberSpec(multiples=(divisor,)))
+    for text in decimals(random.Random(str(divisor)), 1500) + ["0.25", "1.5", "-3.75", "84", "0.05", "0.1"]:
+        expected = Fraction(Decimal(text)) % divisor == 0 and not text.startswith("-0")
+        expected = expected or (text.startswith("-0") and Decimal(text) != 0 and Fraction(Decimal(text)) % divisor == 0)
+        assert dfa.fullmatch(text.encode()) == expected, (divisor, text)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": "integer", "multipleOf": 7}, {"type": "number", "multipleOf": 12}, {"type": "number", "multipleOf": 0.25},
+     {"type": "number", "multipleOf": 1.5, "minimum": -20}, {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}], "type": "integer"},
+     {"type": "number", "multipleOf": 1}],
+)  # fmt: skip
+def test_multiple_of_in_the_grammar_agrees_with_jsonschema(schema):
+    """Every text the grammar accepts validates (`jsonschema` divides floats: the grammar keeps to
+    values where that is exact); exact multiples in the integer layout are accepted."""
+    m = matcher_for(schema)
+    for text in decimals(random.Random(json.dumps(schema)), 600) + ["0", "42", "-36", "1.5", "0.75", "3.0", "1e3"]:
+        if accepts(m, text):
+            assert is_valid(json.loads(text), schema), text
+    for n in range(-40, 41):
+        assert accepts(m, str(n)) == is_valid(n, schema), n
+
+
+def test_multiple_of_with_an_inexact_float_divisor_is_unsupported():
+    with pytest.raises(UnsupportedSchemaError, match=r"'multipleOf' at #/properties/x"):
+        gad.Grammar.from_json_schema({"properties": {"x": {"type": "number", "multipleOf": 0.01}}})
 
 
 # -- errors, lenient mode, inputs ------------------------------------------------------------------

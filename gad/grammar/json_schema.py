@@ -40,23 +40,23 @@ import sys
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
 
+import jsonschema
+
 from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
+from gad.errors import UnsupportedGrammarError
+from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
 from gad.grammar.json_tokens import (
     CHAR,
-    INTEGER_REGEX,
-    NUMBER_REGEX,
     STRING_REGEX,
     SUPPORTED_FORMATS,
     counted_string_dfa,
-    decimal_range,
     encode_search,
     encode_set,
-    float_safe,
-    integer_range,
     intersect,
 )
 from gad.grammar.regex import ByteDFA, compile_regex
@@ -313,10 +313,6 @@ class _Converter:
         if s.get("uniqueItems") is True and not (isinstance(s.get("maxItems"), int) and s["maxItems"] <= 1):
             self.unsupported("uniqueItems", ptr, "distinct array items cannot be expressed by a context-free grammar")
         s.pop("uniqueItems", None)
-        if "multipleOf" in s:
-            if s["multipleOf"] != 1:
-                self.unsupported("multipleOf", ptr, f"only multipleOf 1 (integers) is supported, not {s['multipleOf']!r}")
-                del s["multipleOf"]
         return s
 
     def _check_values(self, s: dict, ptr: str) -> None:
@@ -332,11 +328,12 @@ class _Converter:
                 raise bad(k, "a non-negative integer")
             if k in s:
                 s[k] = int(s[k])
-        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
                 raise bad(k, "a number")
-        if "multipleOf" in s and s["multipleOf"] <= 0:
-            raise bad("multipleOf", "a number greater than 0")
+        for m in _as_list(s.get("multipleOf")):
+            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+                raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
             raise bad("required", "a list of strings")
         if "properties" in s and not isinstance(s["properties"], dict):
@@ -399,7 +396,7 @@ class _Converter:
             if term:
                 out.append((term,))
         if "number" in types or "integer" in types:
-            term = self.number_terminal(s, ptr, integer="number" not in types or s.get("multipleOf") == 1)
+            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in _as_list(s.get("multipleOf")))
             if term:
                 out.append((term,))
         if "object" in types:
@@ -508,7 +505,7 @@ class _Converter:
             elif k in ("anyOf", "oneOf"):  # (∨ A) ∧ (∨ B) = ∨_i (A_i ∧ (∨ B))
                 out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
             elif k == "multipleOf":
-                pass  # only 1 survives `clean`
+                out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
         # properties: a name's schema is its entry, or additionalProperties, in each operand
         if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
             pa, pb = a.get("properties", {}), b.get("properties", {})
@@ -612,8 +609,9 @@ class _Converter:
                 return False
             if "exclusiveMaximum" in s and not value < s["exclusiveMaximum"]:
                 return False
-            if s.get("multipleOf") == 1 and value != int(value):
-                return False
+            for m in _as_list(s.get("multipleOf")):
+                if not jsonschema.Draft202012Validator({"multipleOf": m}).is_valid(value):
+                    return False
         elif isinstance(value, dict):
             props, ap = s.get("properties", {}), s.get("additionalProperties", True)
             if not all(r in value for r in s.get("required", [])):
@@ -712,6 +710,8 @@ class _Converter:
         except GrammarError as exc:
             self.unsupported("pattern", ptr, exc.message)
             return self.punct("STRING")
+        if not dfas:
+            return self.punct("STRING")
         dfa = functools.reduce(intersect, dfas)
         if dfa is None:
             return None
@@ -721,35 +721,65 @@ class _Converter:
     # -- numbers ----------------------------------------------------------------------------------------
 
     def number_terminal(self, s: dict, ptr: str, *, integer: bool) -> str | None:
-        if integer:
-            low = high = None
-            if "minimum" in s:
-                low = math.ceil(Decimal(s["minimum"]))
-            if "exclusiveMinimum" in s:
-                low = _max(low, math.floor(Decimal(s["exclusiveMinimum"])) + 1)
-            if "maximum" in s:
-                high = math.floor(Decimal(s["maximum"]))
-            if "exclusiveMaximum" in s:
-                high = _min(high, math.ceil(Decimal(s["exclusiveMaximum"])) - 1)
-            if low is None and high is None:
-                return self.punct("INTEGER")
-            if low is not None and high is not None and low > high:
-                return None
-            return self.terminal("INTEGER", integer_range(low, high))
+        multiples: list[Fraction] = []
+        for m in _as_list(s.get("multipleOf")):
+            divisor = self.divisor(m, ptr)
+            if divisor is None:
+                continue
+            multiples.append(divisor)
+            if isinstance(m, int):
+                integer = True  # the validator's `int % int` is exact; fraction texts would be floats
         lo = hi = None
-        if "minimum" in s:
-            lo = float_safe(s["minimum"], up=True, strict=False)
-        if "exclusiveMinimum" in s:
-            lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
-        if "maximum" in s:
-            hi = float_safe(s["maximum"], up=False, strict=False)
-        if "exclusiveMaximum" in s:
-            hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
-        if lo is None and hi is None:
-            return self.punct("NUMBER")
+        if integer:
+            if "minimum" in s:
+                lo = Decimal(math.ceil(Decimal(s["minimum"])))
+            if "exclusiveMinimum" in s:
+                lo = _max(lo, Decimal(math.floor(Decimal(s["exclusiveMinimum"])) + 1))
+            if "maximum" in s:
+                hi = Decimal(math.floor(Decimal(s["maximum"])))
+            if "exclusiveMaximum" in s:
+                hi = _min(hi, Decimal(math.ceil(Decimal(s["exclusiveMaximum"])) - 1))
+        else:
+            if "minimum" in s:
+                lo = float_safe(s["minimum"], up=True, strict=False)
+            if "exclusiveMinimum" in s:
+                lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
+            if "maximum" in s:
+                hi = float_safe(s["maximum"], up=False, strict=False)
+            if "exclusiveMaximum" in s:
+                hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
+        for m in _as_list(s.get("multipleOf")):
+            if isinstance(m, float) and m != 1:  # the validator divides floats: exact only while x is
+                k = Fraction(m).denominator.bit_length() - 1  # a double, |x| < 2**(53-k)
+                edge = Decimal(2 ** 53 - 1) / Decimal(2**k)
+                lo, hi = _max(lo, -edge), _min(hi, edge)
         if lo is not None and hi is not None and lo > hi:
             return None
-        return self.terminal("NUMBER", decimal_range(lo, hi))
+        multiples = [m for m in multiples if m != 1 or not integer]
+        if lo is None and hi is None and not multiples:
+            return self.punct("INTEGER" if integer else "NUMBER")
+        spec = NumberSpec(integer=integer, lo=lo, hi=hi, multiples=tuple(dict.fromkeys(multiples)))
+        try:
+            dfa = number_dfa(spec)
+        except UnsupportedGrammarError as exc:
+            self.unsupported("multipleOf" if multiples else "minimum", ptr, exc.message)
+            return self.punct("INTEGER" if integer else "NUMBER")
+        if dfa is None:
+            return None
+        return self.terminal("INTEGER" if integer else "NUMBER", dfa.pattern, dfa)
+
+    def divisor(self, m: int | float, ptr: str) -> Fraction | None:
+        """``multipleOf m`` as an exact rational the automaton tests against, or None (unsupported,
+        dropped in lenient mode). `jsonschema` computes ``x % m`` for an int and ``x / m`` in floats
+        for a float: exact only for floats ``a / 2**k`` (k <= 64) and values the doubles hold exactly."""
+        if isinstance(m, int):
+            return Fraction(m)
+        exact = Fraction(m)
+        if exact.denominator > 2**64:
+            self.unsupported("multipleOf", ptr, f"multipleOf {m!r} is not exactly a double with a short binary "
+                             "fraction, and the validator divides in floating point (use an integer divisor)")
+            return None
+        return exact
 
     # -- objects ----------------------------------------------------------------------------------------
 
