@@ -552,14 +552,20 @@ def test_lenient_mode_reports_what_it_dropped():
 @pytest.mark.parametrize(
     "schema, message",
     [
-        ({"type": "integr"}, "'type' at #"),
-        ({"properties": {"a": {"minLength": -1}}}, "'minLength' at #/properties/a"),
+        ({"type": "integr"}, "invalid schema at #/type"),
+        ({"properties": {"a": {"minLength": -1}}}, "invalid schema at #/properties/a/minLength"),
         ({"$ref": "#/$defs/missing"}, "does not resolve"),
-        ({"required": "a"}, "'required' at #"),
+        ({"required": "a"}, "invalid schema at #/required"),
+        ({"additionalProperties": "date"}, "invalid schema at #/additionalProperties"),
+        ({"items": {"uniqueItems": ["nope"]}}, "invalid schema at #/items/uniqueItems"),
+        ('{"minLength": Infinity}', "Infinity is not a JSON number"),
+        ({"maximum": float("nan")}, "#/maximum is nan, which is not a JSON number"),
+        ({"properties": {1: {}}}, "JSON object keys are strings"),
+        (json.loads('{"items":' * 200 + "{}" + "}" * 200), "nests deeper than 128 levels"),
         (False, "no document"),
         ({"type": "object", "required": ["a"], "additionalProperties": False}, "no JSON document"),
         ("{not json", "not valid JSON"),
-        ({"type": "string", "pattern": "(unclosed"}, "'pattern' at # is not a valid regex"),
+        ({"type": "string", "pattern": "(unclosed"}, "'pattern' at #/pattern"),
     ],
 )
 def test_malformed_schemas(schema, message):
@@ -667,3 +673,45 @@ def test_anchors_counts_and_unsupported_anchor_positions():
         assert accepts(m, text) == ok == is_valid(json.loads(text), schema), text
     with pytest.raises(UnsupportedSchemaError, match="'pattern' at #.*anchors"):
         gad.Grammar.from_json_schema({"type": "string", "pattern": "a(^b)"})
+
+
+# -- references resolve by JSON Schema's rules (issue 20) --------------------------------------------
+
+REFERENCE_CASES = [
+    # B1: an anchor is scoped to its $id resource: "#x" is the root's x (maximum 2), not other/'s
+    ({"$ref": "#x", "$defs": {"a": {"$anchor": "x", "type": "integer", "maximum": 2},
+                              "b": {"$id": "https://example.com/other/", "$anchor": "x", "type": "integer", "maximum": 10}}},
+     ["1", "2", "5", "10", "11"]),
+    # B2: "#/..." inside a subschema with its own $id resolves in that resource
+    ({"$id": "https://example.com/root", "properties": {"p": {"$id": "https://example.com/sub/", "$ref": "#/$defs/t",
+                                                              "$defs": {"t": {"type": "integer"}}}},
+      "$defs": {"t": {"type": "string"}}},
+     ['{"p":1}', '{"p":"a"}', "{}"]),
+    # relative $ref against the $id of the enclosing resource, and a urn: base
+    ({"$id": "https://example.com/a/root.json", "properties": {"q": {"$ref": "item.json"}},
+      "$defs": {"i": {"$id": "item.json", "type": "boolean"}}},
+     ['{"q":true}', '{"q":1}']),
+    ({"$id": "urn:uuid:deadbeef-1234-ffff-ffff-4321feebdaed", "properties": {"r": {"$ref": "#/$defs/n"}},
+      "$defs": {"n": {"type": "null"}}},
+     ['{"r":null}', '{"r":0}']),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema, texts", REFERENCE_CASES)
+def test_references_resolve_like_jsonschema(schema, texts):
+    m = matcher_for(schema)
+    for text in texts:
+        assert accepts(m, text) == is_valid(json.loads(text), schema), text
+
+
+def test_draft7_fragment_ids_are_anchors():
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "allOf": [{"$ref": "#foo"}],
+              "definitions": {"A": {"$id": "#foo", "type": "integer"}}}  # fmt: skip
+    m = matcher_for(schema)
+    for text in ["1", '"a"']:
+        assert accepts(m, text) == jsonschema.Draft7Validator(schema).is_valid(json.loads(text)), text
+
+
+def test_remote_references_are_unsupported_not_fetched():
+    with pytest.raises(UnsupportedSchemaError, match=r"'\$ref' at #/properties/a: 'https://example.com/x.json' is outside"):
+        gad.Grammar.from_json_schema({"properties": {"a": {"$ref": "https://example.com/x.json"}}})

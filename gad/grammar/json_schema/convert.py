@@ -42,13 +42,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
-from urllib.parse import unquote
 
 import jsonschema
+import referencing.exceptions
 
 from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 from gad.errors import UnsupportedGrammarError
+from gad.grammar.json_schema.loading import load_schema, pointer, prepare
 from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
 from gad.grammar.json_tokens import (
     CHAR,
@@ -125,11 +126,14 @@ def convert_json_schema(
 ) -> SchemaConversion:
     """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
     mode the dropped keywords are in the result's ``dropped``."""
-    root = _load_schema(schema)
+    root = load_schema(schema)
     if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
         raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
     converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties))
-    grammar = converter.build()
+    try:
+        grammar = converter.build()
+    except RecursionError:  # a $ref/allOf chain deeper than the walk's stack (nesting is bounded up front)
+        raise SchemaError("the schema's references and subschemas nest too deeply to convert", pointer="#") from None
     return SchemaConversion(grammar, tuple(converter.dropped))
 
 
@@ -165,36 +169,15 @@ def json_schema_to_grammar(
     return result.grammar
 
 
-def _load_schema(schema: Any) -> Any:
-    if isinstance(schema, (dict, bool)):
-        return schema
-    if isinstance(schema, (str, bytes)):
-        try:
-            return json.loads(schema)
-        except ValueError as exc:
-            raise SchemaError(f"the schema is not valid JSON: {exc}") from None
-    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # a pydantic model class
-        return schema.model_json_schema()
-    if hasattr(schema, "json_schema") and callable(schema.json_schema):  # a pydantic TypeAdapter
-        return schema.json_schema()
-    raise ConfigurationError(
-        f"`schema` has to be a dict, a bool, a JSON string or a pydantic model class, but is {type(schema).__name__}"
-    )
-
-
 # -- the converter ------------------------------------------------------------------------------------
-
-
-def _pointer(base: str, *tokens: object) -> str:
-    return base + "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
 
 
 class _Converter:
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
-    def __init__(self, root: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
-        self.root = root
+    def __init__(self, schema: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
+        self.original = schema
         self.ws = f"{_WS}{{0,{ws}}}" if ws else ""
         self.lenient = lenient
         self.extra_properties = extra_properties
@@ -204,12 +187,13 @@ class _Converter:
         self._terminal_by_regex: dict[str, str] = {}
         self._memo: dict[str, str] = {}
         self._names: set[str] = set()
-        self._anchors: dict[str, tuple[Any, str]] | None = None
         self._any: str | None = None
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
     def build(self) -> Grammar:
+        prepared = prepare(self.original, self.unsupported)
+        self.root, self.resolver = prepared.schema, prepared.resolver
         root = self.node(self.root, "#")
         if root is None:
             raise SchemaError("the schema is `false`: no document validates", pointer="#")
@@ -217,7 +201,7 @@ class _Converter:
         self.rules = _productive(self.rules, self.terminals)
         if not any(rule.lhs == "start" for rule in self.rules):
             raise SchemaError("no JSON document satisfies the schema (at #)", pointer="#")
-        source = SourceText("<json schema>", json.dumps(self.root, indent=1, default=str))
+        source = SourceText("<json schema>", json.dumps(self.original, indent=1))
         try:
             return Grammar(self.rules, self.terminals, start="start", source=source)
         except EmptyLanguageError:
@@ -364,7 +348,7 @@ class _Converter:
         for kw in ("anyOf", "oneOf"):
             if kw in s:
                 rest = {k: v for k, v in s.items() if k != kw}
-                branches = [(b, _pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
+                branches = [(b, pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
                 if rest:
                     branches = [(self.merge(rest, self.flatten(b, p, ())), p) for b, p in branches]
                     branches = [(b, p) for b, p in branches if b is not False]
@@ -408,44 +392,17 @@ class _Converter:
     # -- $ref, allOf ------------------------------------------------------------------------------------
 
     def resolve(self, ref: str, ptr: str) -> tuple[Any, str]:
-        base = self.root.get("$id") if isinstance(self.root, dict) else None
-        if isinstance(base, str) and base and ref.startswith(base.split("#")[0] + "#"):
-            ref = ref[len(base.split("#")[0]) :]
-        if not ref.startswith("#"):
-            self.unsupported("$ref", ptr, f"only references inside the document (#...) are supported, not {ref!r}")
-            return True, ptr
-        fragment = unquote(ref[1:])
-        if not fragment.startswith("/") and fragment:
-            anchors = self._anchor_map()
-            if fragment not in anchors:
-                raise SchemaError(f"$ref {ref!r} at {ptr} names no $anchor in the document", pointer=ptr, keyword="$ref")
-            return anchors[fragment]
-        target: Any = self.root
-        for token in fragment.split("/")[1:] if fragment else []:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, dict) and token in target:
-                target = target[token]
-            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
-                target = target[int(token)]
-            else:
-                raise SchemaError(f"$ref {ref!r} at {ptr} does not resolve", pointer=ptr, keyword="$ref")
-        return target, "#" + fragment
-
-    def _anchor_map(self) -> dict[str, tuple[Any, str]]:
-        if self._anchors is None:
-            self._anchors = {}
-            stack = [(self.root, "#")]
-            while stack:
-                node, ptr = stack.pop()
-                if isinstance(node, dict):
-                    if isinstance(node.get("$anchor"), str):
-                        self._anchors.setdefault(node["$anchor"], (node, ptr))
-                    for k, v in node.items():
-                        if k not in ("enum", "const", "default", "examples"):
-                            stack.append((v, _pointer(ptr, k)))
-                elif isinstance(node, list):
-                    stack.extend((v, _pointer(ptr, i)) for i, v in enumerate(node))
-        return self._anchors
+        """The target of an (absolute) ``$ref`` at ``ptr``, and the pointer to name it by."""
+        try:
+            return self.resolver.lookup(ref).contents, ref
+        except referencing.exceptions.Unresolvable as exc:
+            document = ref.split("#")[0]
+            try:
+                self.resolver.lookup(document)
+            except referencing.exceptions.Unresolvable:
+                self.unsupported("$ref", ptr, f"{ref!r} is outside the schema, and nothing is fetched: {exc}")
+                return True, ptr
+            raise SchemaError(f"$ref {ref!r} at {ptr} does not resolve", pointer=ptr, keyword="$ref") from None
 
     def flatten(self, schema: Any, ptr: str, seen: tuple[str, ...]) -> dict | bool:
         """``schema`` with its top-level ``$ref`` and ``allOf`` merged in: a cleaned dict or False."""
@@ -464,7 +421,7 @@ class _Converter:
         if s is not False and "allOf" in s:
             subs = s.pop("allOf")
             for i, sub in enumerate(subs):
-                s = self.merge(s, self.flatten(sub, _pointer(ptr, "allOf", i), seen))
+                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen))
                 if s is False:
                     break
         return s
@@ -619,14 +576,14 @@ class _Converter:
             if not s.get("minProperties", 0) <= len(value) <= s.get("maxProperties", math.inf):
                 return False
             for k, v in value.items():
-                if not self.conforms(v, props.get(k, ap), _pointer(ptr, "properties", k)):
+                if not self.conforms(v, props.get(k, ap), pointer(ptr, "properties", k)):
                     return False
         elif isinstance(value, list):
             prefix, items = s.get("prefixItems", []), s.get("items", True)
             if not s.get("minItems", 0) <= len(value) <= s.get("maxItems", math.inf):
                 return False
             for j, v in enumerate(value):
-                if not self.conforms(v, prefix[j] if j < len(prefix) else items, _pointer(ptr, "items", j)):
+                if not self.conforms(v, prefix[j] if j < len(prefix) else items, pointer(ptr, "items", j)):
                     return False
         return True
 
@@ -794,14 +751,14 @@ class _Converter:
         names = list(props) + [r for r in dict.fromkeys(required) if r not in props]
         members: list[tuple[str, str, bool]] = []  # (key terminal, value nonterminal, required)
         for n in names:
-            sub_ptr = _pointer(ptr, "properties", n) if n in props else _pointer(ptr, "additionalProperties")
+            sub_ptr = pointer(ptr, "properties", n) if n in props else pointer(ptr, "additionalProperties")
             value = self.node(props.get(n, ap), sub_ptr)
             if value is None:
                 if n in required:
                     return []
                 continue
             members.append((self.key(n), value, n in required))
-        extra_value = self.node(ap, _pointer(ptr, "additionalProperties")) if ap is not False else None
+        extra_value = self.node(ap, pointer(ptr, "additionalProperties")) if ap is not False else None
         extra_key = self.extra_key(names) if extra_value else None
         cap = high if high is not None else max(low, 1)
         if cap * (len(members) + 1) > _MAX_CHAIN:
@@ -849,8 +806,8 @@ class _Converter:
     def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
         prefix = s.get("prefixItems", [])
         low, high = s.get("minItems", 0), s.get("maxItems")
-        elems = [self.node(x, _pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
-        rest = self.node(s.get("items", True), _pointer(ptr, "items"))
+        elems = [self.node(x, pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
+        rest = self.node(s.get("items", True), pointer(ptr, "items"))
         limit = next((j for j, e in enumerate(elems) if e is None), None)  # no value fits position `limit`
         if limit is None and rest is None:
             limit = len(elems)
