@@ -715,3 +715,25 @@ def test_draft7_fragment_ids_are_anchors():
 def test_remote_references_are_unsupported_not_fetched():
     with pytest.raises(UnsupportedSchemaError, match=r"'\$ref' at #/properties/a: 'https://example.com/x.json' is outside"):
         gad.Grammar.from_json_schema({"properties": {"a": {"$ref": "https://example.com/x.json"}}})
+
+
+# -- bounded counts are built without recursion (issues 17, 20) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema, sizes",
+    [({"type": "array", "maxItems": 1000}, [0, 999, 1000, 1001]),
+     ({"type": "array", "items": {"type": "integer"}, "minItems": 999, "maxItems": 1000}, [998, 999, 1000, 1001]),
+     ({"type": "object", "maxProperties": 600}, [0, 600, 601]),
+     ({"type": "object", "minProperties": 600}, [599, 600, 601])],
+)  # fmt: skip
+def test_large_counts_convert_and_count_exactly(schema, sizes):
+    m = matcher_for(schema, whitespace="compact")
+    for n in sizes:
+        doc = [0] * n if schema["type"] == "array" else {f"k{i}": 0 for i in range(n)}
+        assert accepts(m, json.dumps(doc, separators=(",", ":"))) == is_valid(doc, schema), n
+
+
+def test_lenient_length_bound_above_the_cap_drops_it():
+    result = convert_json_schema({"type": "string", "maxLength": 20000}, lenient=True)
+    assert result.dropped and "maxLength" in result.dropped[0]

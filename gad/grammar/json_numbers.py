@@ -16,6 +16,7 @@ never parse to the same float (``0.1`` and ``0.10000000000000000001`` do): what 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ class _Residue:
         return r * self.q * 10 ** (self.places - f) % self.modulus == 0
 
 
+@functools.lru_cache(maxsize=1024)
 def number_dfa(spec: NumberSpec) -> ByteDFA | None:
     """The automaton of the number texts that satisfy ``spec`` (None: there are none).
 
@@ -216,7 +218,11 @@ def number_dfa(spec: NumberSpec) -> ByteDFA | None:
             return None
         clo = lo.digit(clo, ch, frac) if lo else None
         chi = hi.digit(chi, ch, frac) if hi else None
-        return (new_phase, neg, zero and d == 0, sig, d == 0, clo, chi, new_res, node)
+        if not canonical:  # significant digits and trailing zeros matter only to the canonical layout
+            sig, last0 = 0, False
+        else:
+            last0 = d == 0
+        return (new_phase, neg, zero and d == 0, sig, last0, clo, chi, new_res, node)
 
     def within(bound: _Bound | None, state: tuple[int, int] | None, neg: bool, upper: bool) -> bool:
         if bound is None:

@@ -32,6 +32,7 @@ from `gad.grammar.json_tokens`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -55,10 +56,15 @@ from gad.grammar.json_tokens import (
     CHAR,
     STRING_REGEX,
     SUPPORTED_FORMATS,
+    ENCODED_CHAR,
     counted_string_dfa,
+    difference,
     encode_search,
     encode_set,
+    followed_by,
     intersect,
+    spaced_dfa,
+    spellings,
 )
 from gad.grammar.regex import ByteDFA, compile_regex
 
@@ -179,6 +185,7 @@ class _Converter:
     def __init__(self, schema: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
         self.original = schema
         self.ws = f"{_WS}{{0,{ws}}}" if ws else ""
+        self.ws_n = ws
         self.lenient = lenient
         self.extra_properties = extra_properties
         self.dropped: list[str] = []
@@ -250,7 +257,8 @@ class _Converter:
         return self.terminal(which, regex)
 
     def key(self, name: str) -> str:
-        return self.terminal("KEY", re.escape(json.dumps(name, ensure_ascii=False)) + self.ws + ":" + self.ws)
+        dfa = spaced_dfa(json.dumps(name, ensure_ascii=False).encode(), self.ws_n, b":", self.ws_n)
+        return self.terminal("KEY", dfa.pattern, dfa)
 
     # -- schema nodes ---------------------------------------------------------------------------------
 
@@ -765,40 +773,51 @@ class _Converter:
             self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
             return [(self.any_value(),)] if self.lenient else []
         base = self.new_name(ptr + "/members") + "_"
-        made: dict[tuple[int, int], str] = {}
-
-        def state(i: int, c: int) -> str:
+        comma = self.punct("COMMA")
+        pending, made = [(0, 0)], set()
+        while pending:  # state (i, c): members from i on, c properties written so far (capped)
+            i, c = pending.pop()
             if (i, c) in made:
-                return made[i, c]
-            name = made[i, c] = f"{base}_{i}_{c}"
-            comma = (self.punct("COMMA"),) if c else ()
-            nxt = min(c + 1, cap)
+                continue
+            made.add((i, c))
+            name, nxt = f"{base}_{i}_{c}", min(c + 1, cap)
+            lead = (comma,) if c else ()
             if i < len(members):
                 key, value, req = members[i]
                 if not req:
-                    self.rules.append(Rule(name, (state(i + 1, c),)))
+                    self.rules.append(Rule(name, (f"{base}_{i + 1}_{c}",)))
+                    pending.append((i + 1, c))
                 if high is None or c < high:
-                    self.rules.append(Rule(name, (*comma, key, value, state(i + 1, nxt))))
+                    self.rules.append(Rule(name, (*lead, key, value, f"{base}_{i + 1}_{nxt}")))
+                    pending.append((i + 1, nxt))
             else:
                 if c >= max(low, 1):
                     self.rules.append(Rule(name, ()))
                 if extra_key and extra_value and (high is None or c < high):
-                    self.rules.append(Rule(name, (*comma, extra_key, extra_value, state(i, nxt))))
-            return name
+                    self.rules.append(Rule(name, (*lead, extra_key, extra_value, f"{base}_{i}_{nxt}")))
+                    pending.append((i, nxt))
 
         out: list[tuple[str, ...]] = []
         if low == 0 and not any(req for _, _, req in members):
             out.append((self.punct("EMPTY_OBJECT"),))
         if high is None or high > 0:
-            out.append((self.punct("LBRACE"), state(0, 0), self.punct("RBRACE")))
+            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
         return out
 
     def extra_key(self, names: list[str]) -> str:
-        """A key other than ``names``: any JSON string when there are none."""
+        """A key other than ``names``: any JSON string when there are none. Built as the product
+        "encoded string, minus every spelling of a name", then the colon (a lookahead regex, the
+        terminal's identity, would cost far more to compile)."""
         if not names:
             return self.punct("KEY")
-        excluded = "|".join("".join(encode_set(((ord(ch), ord(ch)),)) for ch in n) for n in names)
-        regex = f'"(?!(?:{excluded})")' + encode_set(((0, sys.maxunicode),)) + '*"' + self.ws + ":" + self.ws
+        excluded = "|".join(spellings(n) for n in names)
+        regex = f'"(?!(?:{excluded})")' + ENCODED_CHAR + '*"' + self.ws + ":" + self.ws
+        if regex not in self._terminal_by_regex:
+            keys = difference(compile_regex('"' + ENCODED_CHAR + '*"', whole_input=True),
+                              compile_regex(f'"(?:{excluded})"', whole_input=True))  # fmt: skip
+            assert keys is not None  # finitely many names are excluded from infinitely many strings
+            colon = spaced_dfa(self.ws_n, b":", self.ws_n)
+            return self.terminal("KEY", regex, dataclasses.replace(followed_by(keys, colon), pattern=regex))
         return self.terminal("KEY", regex)
 
     # -- arrays -----------------------------------------------------------------------------------------
@@ -821,42 +840,55 @@ class _Converter:
             self.unsupported("maxItems" if high is not None else "minItems", ptr, "the bound is too large to unroll")
             return [(self.any_value(),)] if self.lenient else []
         base = self.new_name(ptr + "/items") + "_"
-        made: dict[int, str] = {}
 
         def elem(j: int) -> str | None:
             return elems[j] if j < len(elems) else rest
 
-        def state(j: int) -> str:
+        first_state = 1 if high is not None or loop >= 1 else loop
+        pending, made = [first_state], set()
+        while pending:  # state j: j items written (from `loop` on, all alike when unbounded)
+            j = pending.pop()
             if j in made:
-                return made[j]
-            name = made[j] = f"{base}_{j}"
+                continue
+            made.add(j)
+            name = f"{base}_{j}"
             if j >= low:
                 self.rules.append(Rule(name, ()))
             e = elem(j)
             if (high is None or j < high) and e is not None:
                 nxt = j + 1 if high is not None or j + 1 <= loop else loop
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, state(nxt))))
-            return name
+                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}")))
+                pending.append(nxt)
 
         out: list[tuple[str, ...]] = []
         if low == 0:
             out.append((self.punct("EMPTY_ARRAY"),))
         first = elem(0)
         if (high is None or high > 0) and first is not None:
-            out.append((self.punct("LSQB"), first, state(1 if high is not None or loop >= 1 else loop), self.punct("RSQB")))
+            out.append((self.punct("LSQB"), first, f"{base}_{first_state}", self.punct("RSQB")))
         return out
 
 
 def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]:
-    """The rules all of whose symbols derive some string (unsatisfiable subschemas have none)."""
+    """The rules all of whose symbols derive some string (unsatisfiable subschemas have none);
+    a worklist over the rules, linear in the grammar's size."""
+    missing = [sum(1 for x in set(r.rhs) if x not in terminals) for r in rules]
+    waiting: dict[str, list[int]] = {}
+    for i, r in enumerate(rules):
+        for x in set(r.rhs):
+            if x not in terminals:
+                waiting.setdefault(x, []).append(i)
     productive: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for rule in rules:
-            if rule.lhs not in productive and all(x in productive or x in terminals for x in rule.rhs):
-                productive.add(rule.lhs)
-                changed = True
+    ready = [rules[i].lhs for i in range(len(rules)) if missing[i] == 0]
+    while ready:
+        name = ready.pop()
+        if name in productive:
+            continue
+        productive.add(name)
+        for i in waiting.get(name, ()):
+            missing[i] -= 1
+            if missing[i] == 0:
+                ready.append(rules[i].lhs)
     return [r for r in rules if r.lhs in productive and all(x in productive or x in terminals for x in r.rhs)]
 
 
