@@ -737,3 +737,30 @@ def test_large_counts_convert_and_count_exactly(schema, sizes):
 def test_lenient_length_bound_above_the_cap_drops_it():
     result = convert_json_schema({"type": "string", "maxLength": 20000}, lenient=True)
     assert result.dropped and "maxLength" in result.dropped[0]
+
+
+def test_unknown_formats_are_annotations_and_known_ones_are_checked():
+    schema = {"type": "string", "format": "semver"}
+    with pytest.warns(SchemaWarning, match="'format' at #: 'semver' is not a format JSON Schema defines"):
+        grammar = gad.Grammar.from_json_schema(schema)
+    m = gad.GrammarMatcher(COMPILER.compile(grammar))
+    for text in ['"1.2.3"', '"not a version"']:
+        assert accepts(m, text) == is_valid(json.loads(text), schema)  # jsonschema ignores it too
+    with pytest.raises(UnsupportedSchemaError, match="'format' at #/properties/h.*'hostname'"):
+        gad.Grammar.from_json_schema({"properties": {"h": {"type": "string", "format": "hostname"}}})
+
+
+def test_remote_references_from_a_registry():
+    import referencing
+    import referencing.jsonschema
+
+    remote = {"$id": "https://example.com/defs.json", "$defs": {"n": {"type": "integer", "maximum": 3},
+                                                                "m": {"$ref": "#/$defs/n"}}}  # fmt: skip
+    registry = referencing.Registry().with_resource(remote["$id"], referencing.jsonschema.DRAFT202012.create_resource(remote))
+    schema = {"properties": {"a": {"$ref": "https://example.com/defs.json#/$defs/m"}}}
+    m = matcher_for(schema, registry=registry)
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    for text in ['{"a":3}', '{"a":4}', '{"a":"x"}']:
+        assert accepts(m, text) == validator.is_valid(json.loads(text)), text
+    with pytest.raises(gad.errors.ConfigurationError, match="referencing.Registry"):
+        gad.Grammar.from_json_schema(schema, registry={"x": 1})

@@ -6,7 +6,7 @@ strictly than the suite's default). The suite's labels are the oracle (`jsonsche
 them; `tests/test_json_schema.py` checks generated documents with `jsonschema` itself).
 
 Instances are written with ``json.dumps`` (``ensure_ascii=False``; the default whitespace layout
-accepts its separators). The data is read from ``../shared/data/json-schema-test-suite``.
+accepts its separators); remote references are served from the suite's ``remotes/``. The data is read from ``../shared/data/json-schema-test-suite``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+import referencing
+import referencing.jsonschema
 
 import gad
 from gad.errors import GadError
@@ -27,6 +30,17 @@ DRAFTS = {"draft2020-12": "https://json-schema.org/draft/2020-12/schema", "draft
 VOCAB = [bytes([b]) for b in range(256)] + [b"<eos>"]
 EOS = len(VOCAB) - 1
 COMPILER = gad.GrammarCompiler(gad.TokenizerInfo.from_vocab(VOCAB, eos_token_id=EOS))
+
+
+def remotes(draft: str) -> referencing.Registry:
+    """The suite's ``remotes/`` folder as the documents at ``http://localhost:1234/``."""
+    default = referencing.jsonschema.DRAFT202012 if draft == "draft2020-12" else referencing.jsonschema.DRAFT7
+    resources = []
+    for path in sorted((DATA / "remotes").rglob("*.json")):
+        contents = json.loads(path.read_text())
+        uri = "http://localhost:1234/" + path.relative_to(DATA / "remotes").as_posix()
+        resources.append((uri, referencing.Resource.from_contents(contents, default_specification=default)))
+    return referencing.Registry().with_resources(resources)
 
 _ORDER = "layout: properties are written in the schema's order, the instance has another"
 _LITERAL = "layout: an enum/const value is written as the schema writes it (1.0 not 1, the schema's key order)"
@@ -80,13 +94,14 @@ def instance_text(data) -> str:
 
 @pytest.mark.parametrize("draft, path", suite_files(), ids=lambda x: x if isinstance(x, str) else x.stem)
 def test_official_suite(draft, path):
+    registry = remotes(draft)
     wrong: list[str] = []
     for i, group in enumerate(json.loads(path.read_text())):
         schema = group["schema"]
         if isinstance(schema, dict) and "$schema" not in schema:
             schema = {"$schema": DRAFTS[draft], **schema}
         try:
-            compiled = COMPILER.compile(gad.Grammar.from_json_schema(schema))
+            compiled = COMPILER.compile(gad.Grammar.from_json_schema(schema, registry=registry))
         except GadError as exc:
             assert str(exc), (path.name, i)  # refused, with a message saying why
             continue

@@ -45,6 +45,7 @@ from fractions import Fraction
 from typing import Any
 
 import jsonschema
+import referencing
 import referencing.exceptions
 
 from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
@@ -79,15 +80,18 @@ __all__ = [
 
 
 class SchemaWarning(UserWarning):
-    """``lenient=True`` dropped keywords it cannot compile; the grammar is looser where it did."""
+    """``lenient=True`` dropped keywords it cannot compile (the grammar is looser where it did), or
+    a keyword was read as an annotation (a ``format`` JSON Schema does not define)."""
 
 
 @dataclass(frozen=True)
 class SchemaConversion:
-    """A converted schema: the grammar and, in lenient mode, what was dropped (``"kw at #/ptr: why"``)."""
+    """A converted schema: the grammar; in lenient mode, what was dropped (``"kw at #/ptr: why"``);
+    and what was read as an annotation."""
 
     grammar: Grammar
     dropped: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # keywords read as annotations, not constraints (unknown formats)
 
 
 # -- keywords ---------------------------------------------------------------------------------------
@@ -118,6 +122,13 @@ _ASSERTIONS = {
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
+_SPEC_FORMATS = frozenset({
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
+    "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
+    "relative-json-pointer", "regex",
+})  # fmt: skip
+"""The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
+they are assertions; any other format name is an annotation it ignores, and so does gad."""
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
@@ -128,23 +139,33 @@ DEFAULT_WHITESPACE = 16
 
 
 def convert_json_schema(
-    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+    schema: Any,
+    *,
+    whitespace: str | int = DEFAULT_WHITESPACE,
+    lenient: bool = False,
+    extra_properties: bool = True,
+    registry: referencing.Registry | None = None,
 ) -> SchemaConversion:
     """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
     mode the dropped keywords are in the result's ``dropped``."""
     root = load_schema(schema)
     if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
         raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
-    converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties))
+    converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties), registry)
     try:
         grammar = converter.build()
     except RecursionError:  # a $ref/allOf chain deeper than the walk's stack (nesting is bounded up front)
         raise SchemaError("the schema's references and subschemas nest too deeply to convert", pointer="#") from None
-    return SchemaConversion(grammar, tuple(converter.dropped))
+    return SchemaConversion(grammar, tuple(converter.dropped), tuple(converter.notes))
 
 
 def json_schema_to_grammar(
-    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+    schema: Any,
+    *,
+    whitespace: str | int = DEFAULT_WHITESPACE,
+    lenient: bool = False,
+    extra_properties: bool = True,
+    registry: referencing.Registry | None = None,
 ) -> Grammar:
     """The grammar of the JSON documents that validate against ``schema``.
 
@@ -161,17 +182,23 @@ def json_schema_to_grammar(
         extra_properties: with False, objects that declare ``properties`` or ``required`` but say
             nothing about ``additionalProperties`` admit no other property (usually what one wants
             from a language model; still sound). The default follows JSON Schema: they admit any.
+        registry: a `referencing.Registry` of the documents remote ``$ref``s may name (keyed by
+            their URI); nothing is ever fetched.
 
     Raises:
         UnsupportedSchemaError: a keyword that cannot be compiled exactly (message: keyword and
             JSON pointer, e.g. ``unsupported keyword 'not' at #/properties/age``).
         SchemaError: a malformed schema, an unresolvable ``$ref``, or a schema no document satisfies.
     """
-    result = convert_json_schema(schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties)
+    result = convert_json_schema(
+        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+    )
     if result.dropped:
         warnings.warn(
             SchemaWarning("lenient JSON Schema: dropped " + "; ".join(result.dropped)), stacklevel=3
         )
+    if result.notes:
+        warnings.warn(SchemaWarning("JSON Schema: " + "; ".join(result.notes)), stacklevel=3)
     return result.grammar
 
 
@@ -182,13 +209,15 @@ class _Converter:
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
-    def __init__(self, schema: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
+    def __init__(self, schema: Any, ws: int, lenient: bool, extra_properties: bool, registry: referencing.Registry | None) -> None:
         self.original = schema
+        self.registry = registry
         self.ws = f"{_WS}{{0,{ws}}}" if ws else ""
         self.ws_n = ws
         self.lenient = lenient
         self.extra_properties = extra_properties
         self.dropped: list[str] = []
+        self.notes: list[str] = []
         self.rules: list[Rule] = []
         self.terminals: dict[str, Terminal] = {}
         self._terminal_by_regex: dict[str, str] = {}
@@ -199,7 +228,7 @@ class _Converter:
     # -- bookkeeping --------------------------------------------------------------------------------
 
     def build(self) -> Grammar:
-        prepared = prepare(self.original, self.unsupported)
+        prepared = prepare(self.original, self.unsupported, self.registry)
         self.root, self.resolver = prepared.schema, prepared.resolver
         root = self.node(self.root, "#")
         if root is None:
@@ -658,8 +687,12 @@ class _Converter:
         for f in _as_list(s.get("format")):
             if f in SUPPORTED_FORMATS:
                 constraints.append('"' + encode_search(r"\A(?:" + SUPPORTED_FORMATS[f] + r")\Z") + '"')
-            else:
+            elif f in _SPEC_FORMATS:
                 self.unsupported("format", ptr, f"format {f!r} is not one of {', '.join(SUPPORTED_FORMATS)}")
+            else:
+                note = f"'format' at {ptr}: {f!r} is not a format JSON Schema defines: an annotation, not checked"
+                if note not in self.notes:
+                    self.notes.append(note)
         if not constraints and low == 0 and high is None:
             return self.punct("STRING")
         if high is not None and high - low > 10_000 or low > 10_000:

@@ -91,28 +91,54 @@ class Root:
     resolver: referencing.Resolver
 
 
-def prepare(schema: Any, unsupported: Unsupported) -> Root:
-    """Check ``schema`` (see the module docstring) and make its references resolvable."""
-    _check_json(schema)
-    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    _check_metaschema(schema, validator, unsupported)
-    spec = referencing.jsonschema.specification_with(
-        schema.get("$schema", "") if isinstance(schema, dict) else "", default=referencing.jsonschema.DRAFT202012
-    )
+def prepare(schema: Any, unsupported: Unsupported, registry: referencing.Registry | None = None) -> Root:
+    """Check ``schema`` and the resources of ``registry`` (see the module docstring) and make their
+    references resolvable; ``registry`` holds the documents remote references may name."""
+    if registry is not None and not isinstance(registry, referencing.Registry):
+        raise ConfigurationError(f"`registry` has to be a referencing.Registry, but is {type(registry).__name__}")
+    default = referencing.jsonschema.DRAFT202012
+    copy, spec, base = _checked_copy(schema, "", default, unsupported, "the schema")
+
+    def retrieve(uri: str) -> referencing.Resource:  # a remote document, checked when first named
+        if registry is None or uri not in registry:
+            raise referencing.exceptions.NoSuchResource(ref=uri)
+        contents, remote_spec, _ = _checked_copy(registry[uri].contents, uri, spec, unsupported, uri)
+        return remote_spec.create_resource(contents)
+
+    resources = referencing.Registry(retrieve=retrieve).with_resource(base, spec.create_resource(copy))
+    return Root(copy, resources.crawl().resolver(base_uri=base))
+
+
+def _checked_copy(schema: Any, uri: str, default: referencing.Specification, unsupported: Unsupported, what: str):
+    """``schema`` checked, copied with absolute ``$ref``s; its specification and base URI."""
+    _check_json(schema, what)
+    dialect = schema.get("$schema", "") if isinstance(schema, dict) else ""
+    validator = jsonschema.validators.validator_for(schema, default=_VALIDATORS.get(default, jsonschema.Draft202012Validator))
+    _check_metaschema(schema, validator, unsupported, what)
+    spec = referencing.jsonschema.specification_with(dialect, default=default) if dialect else default
     copy = json.loads(json.dumps(schema))  # depth is bounded: safe to copy recursively
-    base = (spec.id_of(copy) or "") if isinstance(copy, dict) else ""
+    node_id = spec.id_of(copy) if isinstance(copy, dict) else None
+    base = join(uri, node_id) if node_id else uri
     _absolute_refs(copy, spec, base)
-    registry = referencing.Registry().with_resource(base, spec.create_resource(copy)).crawl()
-    return Root(copy, registry.resolver(base_uri=base))
+    return copy, spec, base
 
 
-def _check_json(value: Any) -> None:
+_VALIDATORS = {
+    referencing.jsonschema.DRAFT202012: jsonschema.Draft202012Validator,
+    referencing.jsonschema.DRAFT201909: jsonschema.Draft201909Validator,
+    referencing.jsonschema.DRAFT7: jsonschema.Draft7Validator,
+    referencing.jsonschema.DRAFT6: jsonschema.Draft6Validator,
+    referencing.jsonschema.DRAFT4: jsonschema.Draft4Validator,
+}
+
+
+def _check_json(value: Any, what: str) -> None:
     """Every value is JSON (string keys, finite numbers), nested at most `MAX_DEPTH` levels."""
     stack = [(value, "#", 0)]
     while stack:
         node, ptr, depth = stack.pop()
         if isinstance(node, (dict, list)) and depth >= MAX_DEPTH:
-            raise SchemaError(f"the schema nests deeper than {MAX_DEPTH} levels (at {ptr})", pointer=ptr)
+            raise SchemaError(f"{what} nests deeper than {MAX_DEPTH} levels (at {ptr})", pointer=ptr)
         if isinstance(node, dict):
             for k, v in node.items():
                 if not isinstance(k, str):
@@ -142,7 +168,7 @@ def _absolute_refs(root: Any, spec: referencing.Specification, base: str) -> Non
         stack.extend((sub, base) for sub in spec.subresources_of(node))
 
 
-def _check_metaschema(schema: Any, validator: type, unsupported: Unsupported) -> None:
+def _check_metaschema(schema: Any, validator: type, unsupported: Unsupported, what: str) -> None:
     checker = validator(validator.META_SCHEMA, format_checker=validator.FORMAT_CHECKER)
     bad = []
     for error in checker.iter_errors(schema):
@@ -155,4 +181,5 @@ def _check_metaschema(schema: Any, validator: type, unsupported: Unsupported) ->
     if bad:
         error, at = min(bad, key=lambda e: jsonschema.exceptions.relevance(e[0]))
         path = [p for p in error.absolute_path if isinstance(p, str)]
-        raise SchemaError(f"invalid schema at {at}: {error.message}", pointer=at, keyword=path[-1] if path else None)
+        where = "" if what == "the schema" else f" (in {what})"
+        raise SchemaError(f"invalid schema at {at}{where}: {error.message}", pointer=at, keyword=path[-1] if path else None)
