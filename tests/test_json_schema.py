@@ -19,6 +19,7 @@ import re
 from decimal import Decimal
 
 import jsonschema
+import jsonschema.validators
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -522,10 +523,10 @@ def test_multiple_of_with_an_inexact_float_divisor_is_unsupported():
 @pytest.mark.parametrize(
     "schema, keyword, pointer",
     [
-        ({"properties": {"a": {"not": {"type": "null"}}}}, "not", "#/properties/a"),
+        ({"properties": {"a": {"not": {"type": "string", "pattern": "^x"}}}}, "not", "#/properties/a/not"),
         ({"items": {"uniqueItems": True}}, "uniqueItems", "#/items"),
         ({"patternProperties": {"^x": {}}}, "patternProperties", "#"),
-        ({"$defs": {"a/b": {"if": {}}}, "$ref": "#/$defs/a~1b"}, "if", "#/$defs/a~1b"),
+        ({"$defs": {"a/b": {"if": {"multipleOf": 2}}}, "$ref": "#/$defs/a~1b"}, "if", "#/$defs/a~1b/if"),
         ({"type": "string", "format": "hostname"}, "format", "#"),
         ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#"),
         ({"$ref": "https://example.com/other.json"}, "$ref", "#"),
@@ -764,3 +765,30 @@ def test_remote_references_from_a_registry():
         assert accepts(m, text) == validator.is_valid(json.loads(text)), text
     with pytest.raises(gad.errors.ConfigurationError, match="referencing.Registry"):
         gad.Grammar.from_json_schema(schema, registry={"x": 1})
+
+
+# -- not, if/then/else, dependencies (rewritten as unions; verdicts from jsonschema) -------------------
+
+DOCUMENTS = ["null", "true", "false", "0", "7", "-3", "2.5", '""', '"ab"', '"abcd"', "[]", "[1]", "[1,2,3]", "{}",
+             '{"a":1}', '{"b":2}', '{"a":1,"b":2}', '{"a":"x","b":2}', '{"a":null}', '{"kind":"circle","r":1}',
+             '{"kind":"square","side":2}', '{"kind":"square","r":1}', '{"kind":"circle","side":2}']  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"not": {"type": "null"}}, {"not": {"type": ["string", "number"]}}, {"not": {"enum": [None, False]}},
+     {"not": {"required": ["a"]}}, {"not": {"minimum": 0}}, {"not": {"exclusiveMaximum": 5, "type": "number"}},
+     {"not": {"minLength": 3}}, {"not": {"maxItems": 1}}, {"not": {"properties": {"a": {"type": "string"}}}},
+     {"not": {"anyOf": [{"type": "string"}, {"type": "array"}]}}, {"not": {"not": {"type": "boolean"}}},
+     {"not": {"$ref": "#/$defs/o"}, "$defs": {"o": {"type": "object", "maxProperties": 1}}},
+     {"if": {"properties": {"kind": {"const": True}}, "required": ["kind"]}, "then": {"required": ["r"]}},
+     {"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"maxProperties": 0}},
+     {"if": {"type": "string"}, "then": {"minLength": 3}, "else": {"type": ["integer", "object"]}},
+     {"dependentRequired": {"b": ["a"]}}, {"dependentSchemas": {"a": {"properties": {"b": {"maximum": 1}}}}},
+     {"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"b": ["a"], "a": {"maxProperties": 1}}}],
+)  # fmt: skip
+def test_rewritten_keywords_agree_with_jsonschema(schema):
+    m = matcher_for(schema)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    for text in DOCUMENTS:
+        assert accepts(m, text) == cls(schema).is_valid(json.loads(text)), text

@@ -51,6 +51,7 @@ import referencing.exceptions
 from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 from gad.errors import UnsupportedGrammarError
+from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
 from gad.grammar.json_schema.loading import load_schema, pointer, prepare
 from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
 from gad.grammar.json_tokens import (
@@ -97,14 +98,8 @@ class SchemaConversion:
 # -- keywords ---------------------------------------------------------------------------------------
 
 _TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
+_REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies")  # negation.py
 _UNSUPPORTED = {
-    "not": "negation cannot be compiled to a grammar in general",
-    "if": "conditional subschemas are not supported",
-    "then": "conditional subschemas are not supported",
-    "else": "conditional subschemas are not supported",
-    "dependentRequired": "property dependencies are not supported",
-    "dependentSchemas": "property dependencies are not supported",
-    "dependencies": "property dependencies are not supported",
     "patternProperties": "pattern-matched property names are not supported",
     "propertyNames": "constraints on property names are not supported",
     "unevaluatedProperties": "unevaluated properties are not supported",
@@ -320,6 +315,10 @@ class _Converter:
                 self.unsupported(k, ptr, _UNSUPPORTED[k])
             elif k in _ASSERTIONS:
                 s[k] = v
+        if any(k in schema for k in _REWRITTEN):
+            extra = self.rewritten(schema, ptr)
+            if extra:
+                s["allOf"] = [*s.get("allOf", []), *extra]
         for k in ("exclusiveMinimum", "exclusiveMaximum"):  # draft 4: a flag on minimum/maximum
             if isinstance(s.get(k), bool):
                 flag, plain = s.pop(k), "minimum" if k == "exclusiveMinimum" else "maximum"
@@ -335,6 +334,28 @@ class _Converter:
             self.unsupported("uniqueItems", ptr, "distinct array items cannot be expressed by a context-free grammar")
         s.pop("uniqueItems", None)
         return s
+
+    def rewritten(self, schema: dict, ptr: str) -> list:
+        """``not``, ``if``/``then``/``else`` and dependencies as schemas to conjoin (see `negation`)."""
+        out: list = []
+        if "not" in schema:
+            try:
+                out.append({"anyOf": negate(self.flatten(schema["not"], pointer(ptr, "not"), ()))})
+            except NotExpressible as exc:
+                self.unsupported("not", pointer(ptr, "not"), f"{exc} ({exc.keyword!r})")
+        if "if" in schema:
+            condition = schema["if"]
+            try:
+                negated = negate(self.flatten(condition, pointer(ptr, "if"), ()))
+            except NotExpressible as exc:
+                self.unsupported("if", pointer(ptr, "if"), f"the condition cannot be negated: {exc} ({exc.keyword!r})")
+            else:
+                out.append(conditional(condition, schema.get("then", True), schema.get("else", True), negated))
+        required = dict(schema.get("dependentRequired", {}))
+        schemas = dict(schema.get("dependentSchemas", {}))
+        for k, v in schema.get("dependencies", {}).items():  # draft 4-7: either form
+            (required if isinstance(v, list) else schemas)[k] = v
+        return out + dependencies(required, schemas)
 
     def _check_values(self, s: dict, ptr: str) -> None:
         def bad(k: str, what: str) -> SchemaError:
