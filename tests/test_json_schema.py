@@ -19,6 +19,7 @@ import re
 from decimal import Decimal
 
 import jsonschema
+import jsonschema.validators
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,10 @@ from hypothesis import strategies as st
 import gad
 from gad.errors import SchemaError, UnsupportedSchemaError
 from gad.grammar.json_schema import SchemaWarning, convert_json_schema
-from gad.grammar.json_tokens import SUPPORTED_FORMATS, decimal_range, encode_search, float_safe, integer_range
+from fractions import Fraction
+
+from gad.grammar.json_numbers import NumberSpec, float_safe, number_dfa
+from gad.grammar.json_tokens import SUPPORTED_FORMATS, encode_search
 from gad.grammar.regex import compile_regex
 
 FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -424,8 +428,8 @@ def decimals(rng: random.Random, n: int) -> list[str]:
     "low, high",
     [(0, None), (None, 0), (-5, 17), (3, 3), (-120, -7), (None, -11), (7, None), (0, 999), (-1000, 1000), (95, 1204)],
 )
-def test_integer_range_regex(low, high):
-    dfa = compile_regex(integer_range(low, high), whole_input=True)
+def test_integer_range_automaton(low, high):
+    dfa = number_dfa(NumberSpec(integer=True, lo=None if low is None else Decimal(low), hi=None if high is None else Decimal(high)))
     for n in range(-1300, 1300):
         assert dfa.fullmatch(str(n).encode()) == ((low is None or n >= low) and (high is None or n <= high)), n
     assert not dfa.fullmatch(b"-0") and not dfa.fullmatch(b"007")
@@ -437,10 +441,10 @@ def test_integer_range_regex(low, high):
     [("0", None), (None, "0"), ("-2.5", "3.25"), ("0.05", "0.5"), ("-10", "-0.125"), ("1.5", "1.75"), ("0.001", "0.0105"),
      (None, "-3.5"), ("12.34", None), ("0", "0"), ("-0.5", "0"), ("3", "3")],
 )  # fmt: skip
-def test_decimal_range_regex(low, high):
+def test_decimal_range_automaton(low, high):
     lo = Decimal(low) if low is not None else None
     hi = Decimal(high) if high is not None else None
-    dfa = compile_regex(decimal_range(lo, hi), whole_input=True)
+    dfa = number_dfa(NumberSpec(lo=lo, hi=hi))
     for text in decimals(random.Random(f"{low}{high}"), 1500):
         value = Decimal(text)
         expected = (lo is None or value >= lo) and (hi is None or value <= hi) and not text.startswith("-0")
@@ -482,10 +486,35 @@ def test_number_bounds_in_the_grammar():
     assert accepts({"type": "number", "exclusiveMinimum": 0}, "0.001") and not accepts({"type": "number", "exclusiveMinimum": 0}, "0")
 
 
-def test_multiple_of_one_means_integer_and_others_are_unsupported():
-    assert accepts({"type": "number", "multipleOf": 1}, "3") and not accepts({"type": "number", "multipleOf": 1}, "3.5")
-    with pytest.raises(UnsupportedSchemaError, match=r"'multipleOf' at #/properties/age"):
-        gad.Grammar.from_json_schema({"properties": {"age": {"type": "integer", "multipleOf": 5}}})
+@pytest.mark.parametrize("divisor", [Fraction(7), Fraction(12), Fraction(1, 4), Fraction(3, 2), Fraction(1, 20)])
+def test_multiple_of_automaton_is_exact(divisor):
+    dfa = number_dfa(NumberSpec(multiples=(divisor,)))
+    for text in decimals(random.Random(str(divisor)), 1500) + ["0.25", "1.5", "-3.75", "84", "0.05", "0.1"]:
+        expected = Fraction(Decimal(text)) % divisor == 0 and not text.startswith("-0")
+        expected = expected or (text.startswith("-0") and Decimal(text) != 0 and Fraction(Decimal(text)) % divisor == 0)
+        assert dfa.fullmatch(text.encode()) == expected, (divisor, text)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": "integer", "multipleOf": 7}, {"type": "number", "multipleOf": 12}, {"type": "number", "multipleOf": 0.25},
+     {"type": "number", "multipleOf": 1.5, "minimum": -20}, {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}], "type": "integer"},
+     {"type": "number", "multipleOf": 1}],
+)  # fmt: skip
+def test_multiple_of_in_the_grammar_agrees_with_jsonschema(schema):
+    """Every text the grammar accepts validates (`jsonschema` divides floats: the grammar keeps to
+    values where that is exact); exact multiples in the integer layout are accepted."""
+    m = matcher_for(schema)
+    for text in decimals(random.Random(json.dumps(schema)), 600) + ["0", "42", "-36", "1.5", "0.75", "3.0", "1e3"]:
+        if accepts(m, text):
+            assert is_valid(json.loads(text), schema), text
+    for n in range(-40, 41):
+        assert accepts(m, str(n)) == is_valid(n, schema), n
+
+
+def test_multiple_of_with_an_inexact_float_divisor_is_unsupported():
+    with pytest.raises(UnsupportedSchemaError, match=r"'multipleOf' at #/properties/x"):
+        gad.Grammar.from_json_schema({"properties": {"x": {"type": "number", "multipleOf": 0.01}}})
 
 
 # -- errors, lenient mode, inputs ------------------------------------------------------------------
@@ -494,10 +523,10 @@ def test_multiple_of_one_means_integer_and_others_are_unsupported():
 @pytest.mark.parametrize(
     "schema, keyword, pointer",
     [
-        ({"properties": {"a": {"not": {"type": "null"}}}}, "not", "#/properties/a"),
+        ({"properties": {"a": {"not": {"type": "string", "pattern": "^x"}}}}, "not", "#/properties/a/not"),
         ({"items": {"uniqueItems": True}}, "uniqueItems", "#/items"),
         ({"patternProperties": {"^x": {}}}, "patternProperties", "#"),
-        ({"$defs": {"a/b": {"if": {}}}, "$ref": "#/$defs/a~1b"}, "if", "#/$defs/a~1b"),
+        ({"$defs": {"a/b": {"if": {"multipleOf": 2}}}, "$ref": "#/$defs/a~1b"}, "if", "#/$defs/a~1b/if"),
         ({"type": "string", "format": "hostname"}, "format", "#"),
         ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#"),
         ({"$ref": "https://example.com/other.json"}, "$ref", "#"),
@@ -524,14 +553,20 @@ def test_lenient_mode_reports_what_it_dropped():
 @pytest.mark.parametrize(
     "schema, message",
     [
-        ({"type": "integr"}, "'type' at #"),
-        ({"properties": {"a": {"minLength": -1}}}, "'minLength' at #/properties/a"),
+        ({"type": "integr"}, "invalid schema at #/type"),
+        ({"properties": {"a": {"minLength": -1}}}, "invalid schema at #/properties/a/minLength"),
         ({"$ref": "#/$defs/missing"}, "does not resolve"),
-        ({"required": "a"}, "'required' at #"),
+        ({"required": "a"}, "invalid schema at #/required"),
+        ({"additionalProperties": "date"}, "invalid schema at #/additionalProperties"),
+        ({"items": {"uniqueItems": ["nope"]}}, "invalid schema at #/items/uniqueItems"),
+        ('{"minLength": Infinity}', "Infinity is not a JSON number"),
+        ({"maximum": float("nan")}, "#/maximum is nan, which is not a JSON number"),
+        ({"properties": {1: {}}}, "JSON object keys are strings"),
+        (json.loads('{"items":' * 200 + "{}" + "}" * 200), "nests deeper than 128 levels"),
         (False, "no document"),
         ({"type": "object", "required": ["a"], "additionalProperties": False}, "no JSON document"),
         ("{not json", "not valid JSON"),
-        ({"type": "string", "pattern": "(unclosed"}, "'pattern' at # is not a valid regex"),
+        ({"type": "string", "pattern": "(unclosed"}, "'pattern' at #/pattern"),
     ],
 )
 def test_malformed_schemas(schema, message):
@@ -639,3 +674,121 @@ def test_anchors_counts_and_unsupported_anchor_positions():
         assert accepts(m, text) == ok == is_valid(json.loads(text), schema), text
     with pytest.raises(UnsupportedSchemaError, match="'pattern' at #.*anchors"):
         gad.Grammar.from_json_schema({"type": "string", "pattern": "a(^b)"})
+
+
+# -- references resolve by JSON Schema's rules (issue 20) --------------------------------------------
+
+REFERENCE_CASES = [
+    # B1: an anchor is scoped to its $id resource: "#x" is the root's x (maximum 2), not other/'s
+    ({"$ref": "#x", "$defs": {"a": {"$anchor": "x", "type": "integer", "maximum": 2},
+                              "b": {"$id": "https://example.com/other/", "$anchor": "x", "type": "integer", "maximum": 10}}},
+     ["1", "2", "5", "10", "11"]),
+    # B2: "#/..." inside a subschema with its own $id resolves in that resource
+    ({"$id": "https://example.com/root", "properties": {"p": {"$id": "https://example.com/sub/", "$ref": "#/$defs/t",
+                                                              "$defs": {"t": {"type": "integer"}}}},
+      "$defs": {"t": {"type": "string"}}},
+     ['{"p":1}', '{"p":"a"}', "{}"]),
+    # relative $ref against the $id of the enclosing resource, and a urn: base
+    ({"$id": "https://example.com/a/root.json", "properties": {"q": {"$ref": "item.json"}},
+      "$defs": {"i": {"$id": "item.json", "type": "boolean"}}},
+     ['{"q":true}', '{"q":1}']),
+    ({"$id": "urn:uuid:deadbeef-1234-ffff-ffff-4321feebdaed", "properties": {"r": {"$ref": "#/$defs/n"}},
+      "$defs": {"n": {"type": "null"}}},
+     ['{"r":null}', '{"r":0}']),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema, texts", REFERENCE_CASES)
+def test_references_resolve_like_jsonschema(schema, texts):
+    m = matcher_for(schema)
+    for text in texts:
+        assert accepts(m, text) == is_valid(json.loads(text), schema), text
+
+
+def test_draft7_fragment_ids_are_anchors():
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "allOf": [{"$ref": "#foo"}],
+              "definitions": {"A": {"$id": "#foo", "type": "integer"}}}  # fmt: skip
+    m = matcher_for(schema)
+    for text in ["1", '"a"']:
+        assert accepts(m, text) == jsonschema.Draft7Validator(schema).is_valid(json.loads(text)), text
+
+
+def test_remote_references_are_unsupported_not_fetched():
+    with pytest.raises(UnsupportedSchemaError, match=r"'\$ref' at #/properties/a: 'https://example.com/x.json' is outside"):
+        gad.Grammar.from_json_schema({"properties": {"a": {"$ref": "https://example.com/x.json"}}})
+
+
+# -- bounded counts are built without recursion (issues 17, 20) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema, sizes",
+    [({"type": "array", "maxItems": 1000}, [0, 999, 1000, 1001]),
+     ({"type": "array", "items": {"type": "integer"}, "minItems": 999, "maxItems": 1000}, [998, 999, 1000, 1001]),
+     ({"type": "object", "maxProperties": 600}, [0, 600, 601]),
+     ({"type": "object", "minProperties": 600}, [599, 600, 601])],
+)  # fmt: skip
+def test_large_counts_convert_and_count_exactly(schema, sizes):
+    m = matcher_for(schema, whitespace="compact")
+    for n in sizes:
+        doc = [0] * n if schema["type"] == "array" else {f"k{i}": 0 for i in range(n)}
+        assert accepts(m, json.dumps(doc, separators=(",", ":"))) == is_valid(doc, schema), n
+
+
+def test_lenient_length_bound_above_the_cap_drops_it():
+    result = convert_json_schema({"type": "string", "maxLength": 20000}, lenient=True)
+    assert result.dropped and "maxLength" in result.dropped[0]
+
+
+def test_unknown_formats_are_annotations_and_known_ones_are_checked():
+    schema = {"type": "string", "format": "semver"}
+    with pytest.warns(SchemaWarning, match="'format' at #: 'semver' is not a format JSON Schema defines"):
+        grammar = gad.Grammar.from_json_schema(schema)
+    m = gad.GrammarMatcher(COMPILER.compile(grammar))
+    for text in ['"1.2.3"', '"not a version"']:
+        assert accepts(m, text) == is_valid(json.loads(text), schema)  # jsonschema ignores it too
+    with pytest.raises(UnsupportedSchemaError, match="'format' at #/properties/h.*'hostname'"):
+        gad.Grammar.from_json_schema({"properties": {"h": {"type": "string", "format": "hostname"}}})
+
+
+def test_remote_references_from_a_registry():
+    import referencing
+    import referencing.jsonschema
+
+    remote = {"$id": "https://example.com/defs.json", "$defs": {"n": {"type": "integer", "maximum": 3},
+                                                                "m": {"$ref": "#/$defs/n"}}}  # fmt: skip
+    registry = referencing.Registry().with_resource(remote["$id"], referencing.jsonschema.DRAFT202012.create_resource(remote))
+    schema = {"properties": {"a": {"$ref": "https://example.com/defs.json#/$defs/m"}}}
+    m = matcher_for(schema, registry=registry)
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    for text in ['{"a":3}', '{"a":4}', '{"a":"x"}']:
+        assert accepts(m, text) == validator.is_valid(json.loads(text)), text
+    with pytest.raises(gad.errors.ConfigurationError, match="referencing.Registry"):
+        gad.Grammar.from_json_schema(schema, registry={"x": 1})
+
+
+# -- not, if/then/else, dependencies (rewritten as unions; verdicts from jsonschema) -------------------
+
+DOCUMENTS = ["null", "true", "false", "0", "7", "-3", "2.5", '""', '"ab"', '"abcd"', "[]", "[1]", "[1,2,3]", "{}",
+             '{"a":1}', '{"b":2}', '{"a":1,"b":2}', '{"a":"x","b":2}', '{"a":null}', '{"kind":"circle","r":1}',
+             '{"kind":"square","side":2}', '{"kind":"square","r":1}', '{"kind":"circle","side":2}']  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"not": {"type": "null"}}, {"not": {"type": ["string", "number"]}}, {"not": {"enum": [None, False]}},
+     {"not": {"required": ["a"]}}, {"not": {"minimum": 0}}, {"not": {"exclusiveMaximum": 5, "type": "number"}},
+     {"not": {"minLength": 3}}, {"not": {"maxItems": 1}}, {"not": {"properties": {"a": {"type": "string"}}}},
+     {"not": {"anyOf": [{"type": "string"}, {"type": "array"}]}}, {"not": {"not": {"type": "boolean"}}},
+     {"not": {"$ref": "#/$defs/o"}, "$defs": {"o": {"type": "object", "maxProperties": 1}}},
+     {"if": {"properties": {"kind": {"const": True}}, "required": ["kind"]}, "then": {"required": ["r"]}},
+     {"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"maxProperties": 0}},
+     {"if": {"type": "string"}, "then": {"minLength": 3}, "else": {"type": ["integer", "object"]}},
+     {"dependentRequired": {"b": ["a"]}}, {"dependentSchemas": {"a": {"properties": {"b": {"maximum": 1}}}}},
+     {"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"b": ["a"], "a": {"maxProperties": 1}}}],
+)  # fmt: skip
+def test_rewritten_keywords_agree_with_jsonschema(schema):
+    m = matcher_for(schema)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    for text in DOCUMENTS:
+        assert accepts(m, text) == cls(schema).is_valid(json.loads(text)), text

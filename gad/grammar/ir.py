@@ -149,13 +149,21 @@ class Grammar:
 
     @classmethod
     def from_json_schema(
-        cls, schema: object, *, whitespace: str | int = 16, lenient: bool = False, extra_properties: bool = True
+        cls,
+        schema: object,
+        *,
+        whitespace: str | int = 16,
+        lenient: bool = False,
+        extra_properties: bool = True,
+        registry: object = None,
     ) -> Grammar:
         """The JSON documents valid under ``schema`` (a dict, a JSON string or a pydantic model
         class); see `gad.grammar.json_schema.json_schema_to_grammar` for the options."""
         from gad.grammar.json_schema import json_schema_to_grammar
 
-        return json_schema_to_grammar(schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties)
+        return json_schema_to_grammar(
+            schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+        )
 
     # -- validation -------------------------------------------------------------------------------
 

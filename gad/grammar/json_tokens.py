@@ -1,31 +1,34 @@
-"""The lexical side of JSON Schema: regexes and automata for JSON strings and numbers under
-constraints (`gad.grammar.json_schema` builds the grammar around them).
+"""The lexical side of JSON Schema: regexes and automata for JSON strings, and the automaton
+operations the schema converter combines constraints with (`gad.grammar.json_schema` builds the
+grammar around them; `gad.grammar.json_numbers` does numbers).
 
 * Strings: a ``pattern`` is a regex over the *decoded* string; `encode_search` rewrites it into a
   regex over the JSON-*encoded* text (each character class becomes the alternatives that spell its
   characters: raw, or escaped), so the grammar never has to decode. `counted_string_dfa` counts
-  characters (an escape is one, a surrogate pair is one) without the regex compiler's blow-up on
-  large counts, and `intersect` combines constraints on one string.
-* Numbers: `integer_range` and `decimal_range` are regexes over digit strings for closed
-  intervals; `float_safe` turns a schema bound into a decimal bound that stays sound after the
-  validator parses a decimal into a float.
+  characters (an escape is one, a surrogate pair is one) with an automaton built directly, already
+  minimal, in time linear in the bound.
+* Automata: `explore` builds a `ByteDFA` from a step function (breadth-first over the reachable
+  states); `intersect`, `difference` and `union` are product constructions; `literal_dfa` is a trie
+  of byte strings followed by an optional suffix automaton. None of them minimises: each result is
+  trimmed (every state live) and numbered breadth-first from the initial state 0; their size is
+  bounded by `MAX_STATES`.
 
-Every automaton built here is minimal and numbered as `compile_regex` numbers it, and its
-``pattern`` is a whole-input regex for the same language.
+Every automaton carries as ``pattern`` a whole-input regex for its language when one is short;
+automata whose regex would be huge (counted residues, wide number ranges) carry a regex of a
+superset tagged with a ``(?#...)`` comment that names the exact constraint. The pattern is the
+terminal's identity (grammar fingerprints use it); the automaton is the language.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import sys
-from decimal import Decimal, localcontext
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from gad.errors import GrammarError
+from gad.errors import GrammarError, UnsupportedGrammarError
 from gad.grammar.regex import DEAD, ByteDFA, compile_regex
-from gad.grammar.regex import _finish as _minimal_dfa  # the regex compiler's canonical form
 
 try:  # Python >= 3.11
     from re import _constants as _c
@@ -36,17 +39,24 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "CHAR",
+    "ENCODED_CHAR",
     "INTEGER_REGEX",
+    "MAX_STATES",
     "NUMBER_REGEX",
     "STRING_REGEX",
     "SUPPORTED_FORMATS",
     "counted_string_dfa",
-    "decimal_range",
+    "difference",
     "encode_search",
     "encode_set",
-    "float_safe",
-    "integer_range",
+    "explore",
     "intersect",
+    "followed_by",
+    "literal_dfa",
+    "spaced_dfa",
+    "spellings",
+    "trimmed",
+    "union",
 ]
 
 # -- regexes for JSON tokens ----------------------------------------------------------------------
@@ -231,7 +241,212 @@ def _encode_item(op: Any, av: Any, flags: int) -> str:
     raise GrammarError(f"the regex construct {str(op).lower()} is not supported in patterns")
 
 
+
+ENCODED_CHAR = encode_set(((0, sys.maxunicode),))
+"""One character as a JSON encoder writes it (raw, or one of the escapes an encoder needs): the
+alphabet of strings with ``pattern``/``format`` and of keys of additional properties."""
+
+
+def spellings(text: str) -> str:
+    """A regex for every spelling of ``text`` in the `ENCODED_CHAR` layout (``/`` raw or ``\\/``)."""
+    return "".join(encode_set(((ord(ch), ord(ch)),)) for ch in text)
+
+
 # -- automata built directly ----------------------------------------------------------------------------
+
+MAX_STATES = 200_000
+"""The most states one automaton built here may have; beyond, `UnsupportedGrammarError`."""
+
+
+def explore(
+    initial: Hashable,
+    step: Callable[[Hashable, int], Hashable | None],
+    accepting: Callable[[Hashable], bool],
+    alphabet: Iterable[int],
+    pattern: str,
+) -> ByteDFA | None:
+    """The trimmed DFA whose states are those reachable from ``initial`` through ``step`` (None:
+    dead) on the bytes of ``alphabet`` (every other byte is dead); None if its language is empty."""
+    alphabet = sorted(set(alphabet))
+    ids = {initial: 0}
+    queue = [initial]
+    rows: list[tuple[int, ...]] = []
+    accept: set[int] = set()
+    for i, state in enumerate(queue):
+        if accepting(state):
+            accept.add(i)
+        row = [DEAD] * 256
+        for b in alphabet:
+            nxt = step(state, b)
+            if nxt is None:
+                continue
+            j = ids.get(nxt)
+            if j is None:
+                if len(queue) >= MAX_STATES:
+                    raise UnsupportedGrammarError(f"the automaton for {_short(pattern)} needs more than {MAX_STATES} states")
+                j = ids[nxt] = len(queue)
+                queue.append(nxt)
+            row[b] = j
+        rows.append(tuple(row))
+    return trimmed(rows, accept, pattern)
+
+
+def trimmed(rows: list[tuple[int, ...]], accepting: set[int], pattern: str, initial: int = 0) -> ByteDFA | None:
+    """Keep the states reachable from ``initial`` that reach ``accepting``, numbered breadth-first
+    (by byte order) from the initial state 0; None if the language is empty."""
+    reverse: list[list[int]] = [[] for _ in rows]
+    for s, row in enumerate(rows):
+        for t in set(row):
+            if t >= 0:
+                reverse[t].append(s)
+    live = set(accepting)
+    stack = list(accepting)
+    while stack:
+        for p in reverse[stack.pop()]:
+            if p not in live:
+                live.add(p)
+                stack.append(p)
+    if initial not in live:
+        return None
+    order = [initial]
+    index = {initial: 0}
+    for s in order:
+        for t in rows[s]:
+            if t in live and t not in index:
+                index[t] = len(order)
+                order.append(t)
+    mapping = [DEAD] * (len(rows) + 1)  # the last slot answers for DEAD (-1)
+    for s, i in index.items():
+        mapping[s] = i
+    table = tuple(tuple(map(mapping.__getitem__, rows[s])) for s in order)
+    return ByteDFA(table, frozenset(index[s] for s in order if s in accepting), 0, pattern)
+
+
+def _product(a: ByteDFA, b: ByteDFA, keep: Callable[[bool, bool], bool], pattern: str, *, either: bool) -> ByteDFA | None:
+    """Product automaton accepting where ``keep(a accepts, b accepts)``. With ``either`` a pair
+    lives on while one side does (union, difference); without, both must (intersection)."""
+    ids = {(a.initial, b.initial): 0}
+    queue = [(a.initial, b.initial)]
+    rows: list[tuple[int, ...]] = []
+    accepting: set[int] = set()
+    dead_a, dead_b = (DEAD,) * 256, (DEAD,) * 256
+    for i, (x, y) in enumerate(queue):
+        if keep(x >= 0 and x in a.accepting, y >= 0 and y in b.accepting):
+            accepting.add(i)
+        row = []
+        ra = a.table[x] if x >= 0 else dead_a
+        rb = b.table[y] if y >= 0 else dead_b
+        for tx, ty in zip(ra, rb):
+            if (tx < 0 and ty < 0) or (not either and (tx < 0 or ty < 0)):
+                row.append(DEAD)
+                continue
+            j = ids.get((tx, ty))
+            if j is None:
+                if len(queue) >= MAX_STATES:
+                    raise UnsupportedGrammarError(f"the automaton for {_short(pattern)} needs more than {MAX_STATES} states")
+                j = ids[tx, ty] = len(queue)
+                queue.append((tx, ty))
+            row.append(j)
+        rows.append(tuple(row))
+    return trimmed(rows, accepting, pattern)
+
+
+def intersect(a: ByteDFA | None, b: ByteDFA | None) -> ByteDFA | None:
+    """L(a) ∩ L(b) (None: empty)."""
+    if a is None or b is None:
+        return None
+    return _product(a, b, lambda x, y: x and y, f"(?={a.pattern}){b.pattern}", either=False)
+
+
+def difference(a: ByteDFA | None, b: ByteDFA | None) -> ByteDFA | None:
+    """L(a) ∖ L(b) (None: empty)."""
+    if a is None or b is None:
+        return a
+    return _product(a, b, lambda x, y: x and not y, f"(?!(?:{b.pattern})$){a.pattern}", either=True)
+
+
+def union(a: ByteDFA | None, b: ByteDFA | None) -> ByteDFA | None:
+    """L(a) ∪ L(b) (None: empty)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return _product(a, b, lambda x, y: x or y, f"{a.pattern}|{b.pattern}", either=True)
+
+
+def followed_by(a: ByteDFA, suffix: ByteDFA) -> ByteDFA:
+    """L(a)·L(suffix), for a prefix-free ``a`` (its accepting states are dead ends, as those of a
+    JSON string or literal are)."""
+    offset = a.num_states
+    start = suffix.table[suffix.initial]
+    rows: list[tuple[int, ...]] = []
+    accepting = {offset + q for q in suffix.accepting}
+    for q, row in enumerate(a.table):
+        if q in a.accepting:
+            if any(t != DEAD for t in row):
+                raise ValueError("followed_by needs a prefix-free first automaton")
+            rows.append(tuple(offset + t if t >= 0 else DEAD for t in start))
+            if suffix.initial in suffix.accepting:
+                accepting.add(q)
+        else:
+            rows.append(row)
+    rows += [tuple(offset + t if t >= 0 else DEAD for t in row) for row in suffix.table]
+    out = trimmed(rows, accepting, f"(?:{a.pattern}){suffix.pattern}", a.initial)
+    assert out is not None  # both languages are non-empty
+    return out
+
+
+def literal_dfa(texts: Iterable[bytes], pattern: str | None = None) -> ByteDFA | None:
+    """A trie of the byte strings ``texts`` (None if there are none)."""
+    texts = sorted(set(texts))
+    rows: list[list[int]] = [[DEAD] * 256]
+    ends: set[int] = set()
+    for text in texts:
+        s = 0
+        for byte in text:
+            if rows[s][byte] == DEAD:
+                rows[s][byte] = len(rows)
+                rows.append([DEAD] * 256)
+            s = rows[s][byte]
+        ends.add(s)
+    if pattern is None:
+        pattern = "|".join(re.escape(t.decode("utf-8")) for t in texts) or "(?!)"
+    return trimmed([tuple(r) for r in rows], ends, pattern)
+
+
+_WS_BYTES = b" \t\n\r"
+
+
+@functools.lru_cache(maxsize=256)
+def spaced_dfa(*pieces: bytes | int) -> ByteDFA:
+    """A sequence of literal byte strings and runs of at most n whitespace characters (an int n in
+    ``pieces``): ``spaced_dfa(16, b",", 16)`` is ``[ \\t\\n\\r]{0,16},[ \\t\\n\\r]{0,16}``. Literals
+    hold no whitespace and at least one literal is non-empty."""
+    flat: list[tuple[str, int]] = []  # ("ws", n) or ("byte", b)
+    for piece in pieces:
+        if isinstance(piece, int):
+            if piece:
+                flat.append(("ws", piece))
+        else:
+            flat += [("byte", b) for b in piece]
+
+    def step(state: tuple[int, int], byte: int) -> tuple[int, int] | None:
+        i, k = state  # at piece i, k whitespace read in it
+        while i < len(flat):
+            kind, arg = flat[i]
+            if kind == "byte":
+                return (i + 1, 0) if byte == arg else None
+            if byte in _WS_BYTES and k < arg:
+                return (i, k + 1)
+            i, k = i + 1, 0  # the run may end here
+        return None
+
+    def accepting(state: tuple[int, int]) -> bool:
+        return all(kind == "ws" for kind, _ in flat[state[0] :])
+
+    ws = "[ \\t\\n\\r]"
+    pattern = "".join(f"{ws}{{0,{p}}}" if isinstance(p, int) else re.escape(p.decode()) for p in pieces if p)
+    dfa = explore((0, 0), step, accepting, set(_WS_BYTES) | {b for p in pieces if isinstance(p, bytes) for b in p}, pattern)
+    assert dfa is not None  # the literals alone are a word
+    return dfa
 
 
 @functools.cache
@@ -241,12 +456,12 @@ def _char_dfa() -> ByteDFA:
 
 @functools.lru_cache(maxsize=256)
 def counted_string_dfa(low: int, high: int | None) -> ByteDFA:
-    """``"`` CHAR{low,high} ``"`` without a regex compiler's counting blow-up: state (k, u) is "k
-    characters read, and u within the next one". Needs CHAR prefix-free (accepting states are dead
-    ends), which it is."""
+    """``"`` CHAR{low,high} ``"``, built directly in O(bound × |CHAR|): state (k, q) is "k characters
+    read, and q within the next one". CHAR's automaton is minimal and prefix-free (its accepting
+    state is a dead end), so the result is minimal as well (the tests compare it with the regex
+    compiler's minimisation for small bounds)."""
     unit = _char_dfa()
     ends = set(unit.accepting)
-    assert all(all(t == DEAD for t in unit.table[q]) for q in ends), "CHAR must be prefix-free"
     inner = [q for q in range(unit.num_states) if q not in ends]
     index = {q: i for i, q in enumerate(inner)}
     top = high if high is not None else low  # the count saturates at `top` when unbounded
@@ -254,6 +469,8 @@ def counted_string_dfa(low: int, high: int | None) -> ByteDFA:
     final = 1 + (top + 1) * width
 
     def sid(k: int, q: int) -> int:
+        if high is None and k == top and top and q != unit.initial:
+            k = top - 1  # unbounded: inside a character after top-1 or after top, the same state
         return 1 + k * width + index[q]
 
     rows = [tuple(sid(0, unit.initial) if b == 0x22 else DEAD for b in range(256))]
@@ -271,235 +488,10 @@ def counted_string_dfa(low: int, high: int | None) -> ByteDFA:
             rows.append(tuple(row))
     rows.append((DEAD,) * 256)
     pattern = '"' + CHAR + f"{{{low},{'' if high is None else high}}}" + '"'
-    return _trimmed(rows, {final}, pattern)
+    dfa = trimmed(rows, {final}, pattern)
+    assert dfa is not None  # low <= top characters and the closing quote
+    return dfa
 
 
-def intersect(a: ByteDFA | None, b: ByteDFA | None) -> ByteDFA | None:
-    if a is None or b is None:
-        return None
-    ids = {(a.initial, b.initial): 0}
-    queue = [(a.initial, b.initial)]
-    rows = []
-    accepting = set()
-    for i, (x, y) in enumerate(queue):
-        if x in a.accepting and y in b.accepting:
-            accepting.add(i)
-        row = []
-        for tx, ty in zip(a.table[x], b.table[y]):
-            if tx == DEAD or ty == DEAD:
-                row.append(DEAD)
-                continue
-            j = ids.get((tx, ty))
-            if j is None:
-                j = ids[tx, ty] = len(queue)
-                queue.append((tx, ty))
-            row.append(j)
-        rows.append(tuple(row))
-    return _trimmed(rows, accepting, f"(?={a.pattern}){b.pattern}")
-
-
-def _trimmed(rows: list[tuple[int, ...]], accepting: set[int], pattern: str) -> ByteDFA | None:
-    """The minimal trimmed DFA, numbered as `compile_regex` numbers it (None if empty). Being the
-    same automaton `compile_regex(pattern, whole_input=True)` gives matters: compiled grammars are
-    saved by regex and checked against the recompiled automata on load."""
-    out = _minimal_dfa(rows, accepting, 0)
-    return None if out is None else ByteDFA(out[0], out[1], 0, pattern)
-
-
-# -- numbers: ranges as regexes over decimal digit strings ----------------------------------------------
-
-
-def _same_length(lo: str, hi: str) -> str:
-    """Digit strings of len(lo) == len(hi) between lo and hi (as numbers)."""
-    if lo == hi:
-        return lo
-    if len(lo) == 1:
-        return f"[{lo}-{hi}]"
-    n = len(lo) - 1
-    if lo[1:] == "0" * n and hi[1:] == "9" * n:
-        return f"[{lo[0]}-{hi[0]}][0-9]{{{n}}}"
-    if lo[0] == hi[0]:
-        return lo[0] + "(?:" + _same_length(lo[1:], hi[1:]) + ")"
-    parts = [lo[0] + "(?:" + _same_length(lo[1:], "9" * n) + ")"]
-    if int(hi[0]) - int(lo[0]) > 1:
-        parts.append(f"[{int(lo[0]) + 1}-{int(hi[0]) - 1}][0-9]{{{n}}}")
-    parts.append(hi[0] + "(?:" + _same_length("0" * n, hi[1:]) + ")")
-    return "(?:" + "|".join(parts) + ")"
-
-
-def _natural_range(a: int, b: int | None) -> str:
-    """Naturals a <= n <= b (b None: unbounded) written without leading zeros."""
-    la = len(str(a))
-    lb = len(str(b)) if b is not None else la
-    parts = []
-    for length in range(la, lb + 1):
-        lo = a if length == la else 10 ** (length - 1)
-        hi = b if b is not None and length == lb else 10**length - 1
-        parts.append(_same_length(str(lo), str(hi)))
-    if b is None:
-        parts.append(f"[1-9][0-9]{{{la},}}")
-    return "(?:" + "|".join(parts) + ")"
-
-
-def integer_range(low: int | None, high: int | None) -> str:
-    parts = []
-    if high is None or high >= 0:
-        parts.append(_natural_range(max(low, 0) if low is not None else 0, high))
-    if low is None or low < 0:
-        parts.append("-" + _natural_range(max(1, -high) if high is not None else 1, -low if low is not None else None))
-    return "|".join(parts)
-
-
-_MAX_FLOAT = Decimal(sys.float_info.max)
-
-
-_TINY = Decimal("1e-20")
-
-
-def float_safe(bound: int | float, *, up: bool, strict: bool) -> Decimal:
-    """A closed decimal bound that stays sound after the validator parses a decimal into a float.
-
-    For an upper bound (a lower one is the mirror image): d = the largest double <= bound (< bound
-    when strict). A decimal x rounds to a double <= d exactly when x is below the midpoint of d and
-    the next double, so the result is that midpoint rounded down, strictly, to 20 significant
-    digits. Beyond 2**53 doubles are sparser than integers, which the validator compares exactly,
-    so there the result is d itself (17 digits, rounded down). Bounds closer to 0 than 1e-20 move
-    inward to 0 or ±1e-20, so that ``exclusiveMinimum: 0`` does not spell out the smallest
-    subnormal double; the numbers lost are all below 1e-20 in size.
-    """
-    exact = Decimal(bound)
-    if abs(exact) > _MAX_FLOAT:
-        exact = _MAX_FLOAT if exact > 0 else -_MAX_FLOAT
-    f = float(exact)
-    inward, outward = (math.inf, -math.inf) if up else (-math.inf, math.inf)
-    while (Decimal(f) < exact if up else Decimal(f) > exact) or (strict and Decimal(f) == Decimal(bound)):
-        f = math.nextafter(f, inward)
-    d = Decimal(f)
-    rounding = "ROUND_CEILING" if up else "ROUND_FLOOR"
-    if abs(f) < 2.0**53 and math.isfinite(math.nextafter(f, outward)):
-        with localcontext() as ctx:  # exact: doubles are short binary fractions
-            ctx.prec = 2000
-            mid = d + (Decimal(math.nextafter(f, outward)) - d) / 2
-        quantum = Decimal(1).scaleb(mid.adjusted() - 19)
-        result = mid.quantize(quantum, rounding=rounding)
-        if result == mid:
-            result = result + quantum if up else result - quantum
-    else:
-        result = d.quantize(Decimal(1).scaleb(d.adjusted() - 16), rounding=rounding)
-    if result == 0 or abs(result) < _TINY:
-        if (result > 0) == up and result != 0:
-            return _TINY if up else -_TINY
-        return Decimal(0)
-    return result
-
-
-def _split(d: Decimal) -> tuple[int, str]:
-    """Integer part and fraction digits (no trailing zeros) of a non-negative decimal."""
-    text = format(d, "f")
-    whole, _, frac = text.partition(".")
-    return int(whole), frac.rstrip("0")
-
-
-def _zeros(h: str) -> int:
-    return len(h) - len(h.lstrip("0"))
-
-
-def _frac_le(h: str) -> str:
-    """Non-empty digit strings F with 0.F <= 0.h."""
-    if not h:
-        return "0+"
-    k = _zeros(h)
-    if k:  # F must open with k zeros (or be all zeros)
-        return f"0{{1,{k}}}|0{{{k}}}(?:{_frac_le(h[k:])})"
-    d, r = int(h[0]), h[1:]
-    parts = [f"[0-{d - 1}][0-9]*"] if d > 0 else []
-    parts.append(f"{d}0*" if not r else f"{d}(?:{_frac_le(r)})?")
-    return "|".join(parts)
-
-
-def _frac_ge(h: str) -> str:
-    """Non-empty digit strings F with 0.F >= 0.h."""
-    if not h:
-        return "[0-9]+"
-    k = _zeros(h)
-    if k:  # a non-zero digit within the first k places, or k zeros and the rest >= h[k:]
-        return f"0{{0,{k - 1}}}[1-9][0-9]*|0{{{k}}}(?:{_frac_ge(h[k:])})"
-    d, r = int(h[0]), h[1:]
-    parts = [f"[{d + 1}-9][0-9]*"] if d < 9 else []
-    parts.append(f"{d}[0-9]*" if not r else f"{d}(?:{_frac_ge(r)})")
-    return "|".join(parts)
-
-
-def _frac_between(a: str, b: str) -> str:
-    """Non-empty digit strings F with 0.a <= 0.F <= 0.b (0.a <= 0.b)."""
-    if not a:
-        return _frac_le(b)
-    common = 0
-    while common < min(len(a), len(b)) and a[common] == b[common]:
-        common += 1
-    if common:
-        tail = _frac_between(a[common:], b[common:])
-        return f"{a[:common]}(?:{tail})" + ("?" if not a[common:] else "")
-    da, db = int(a[0]), int(b[0])
-    parts = [f"{da}[0-9]*" if not a[1:] else f"{da}(?:{_frac_ge(a[1:])})"]
-    if db - da > 1:
-        parts.append(f"[{da + 1}-{db - 1}][0-9]*")
-    parts.append(f"{db}0*" if not b[1:] else f"{db}(?:{_frac_le(b[1:])})?")
-    return "|".join(parts)
-
-
-def _frac_positive_le(h: str) -> str:
-    """Non-empty digit strings F with 0 < 0.F <= 0.h (h non-zero)."""
-    k = _zeros(h)
-    if k:
-        return f"0{{{k}}}(?:{_frac_positive_le(h[k:])})"
-    d, r = int(h[0]), h[1:]
-    parts = ["0[0-9]*[1-9][0-9]*"]
-    if d > 1:
-        parts.append(f"[1-{d - 1}][0-9]*")
-    parts.append(f"{d}0*" if not r else f"{d}(?:{_frac_le(r)})?")
-    return "|".join(parts)
-
-
-_ANY_FRACTION = r"(?:\.[0-9]+)?"
-
-
-def _magnitude(a: Decimal, b: Decimal | None, *, positive: bool = False) -> str:
-    """Unsigned decimals ``I(.F)?`` with a <= value <= b (and value > 0 if ``positive``)."""
-    ia, fa = _split(a)
-    parts = []
-    if positive and a == 0:
-        if b is None or b >= 1:
-            parts.append(r"0\.[0-9]*[1-9][0-9]*")
-            parts.append(_magnitude(Decimal(1), b))
-        else:
-            ib, fb = _split(b)
-            parts.append(rf"0\.(?:{_frac_positive_le(fb)})")
-        return "|".join(parts)
-    low_end = f"{ia}" + (_ANY_FRACTION if not fa else rf"\.(?:{_frac_ge(fa)})")
-    if b is None:
-        return f"{low_end}|{_natural_range(ia + 1, None)}{_ANY_FRACTION}"
-    ib, fb = _split(b)
-    high_end = f"{ib}" + (r"(?:\.0+)?" if not fb else rf"(?:\.(?:{_frac_le(fb)}))?")
-    if ia == ib:
-        if not fa:
-            return high_end
-        return rf"{ia}\.(?:{_frac_between(fa, fb)})"
-    parts = [low_end]
-    if ib - ia > 1:
-        parts.append(_natural_range(ia + 1, ib - 1) + _ANY_FRACTION)
-    parts.append(high_end)
-    return "|".join(parts)
-
-
-def decimal_range(lo: Decimal | None, hi: Decimal | None) -> str:
-    """JSON numbers (no exponent, never ``-0``) with lo <= value <= hi."""
-    parts = []
-    if hi is None or hi >= 0:
-        parts.append(_magnitude(max(lo, Decimal(0)) if lo is not None else Decimal(0), hi))
-    if lo is None or lo < 0:
-        if hi is not None and hi < 0:
-            parts.append("-(?:" + _magnitude(-hi, -lo if lo is not None else None) + ")")
-        else:
-            parts.append("-(?:" + _magnitude(Decimal(0), -lo if lo is not None else None, positive=True) + ")")
-    return "|".join(f"(?:{p})" for p in parts)
+def _short(pattern: str) -> str:
+    return repr(pattern) if len(pattern) <= 80 else repr(pattern[:77] + "...")

@@ -32,6 +32,7 @@ from `gad.grammar.json_tokens`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -40,24 +41,32 @@ import sys
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
-from urllib.parse import unquote
+
+import jsonschema
+import referencing
+import referencing.exceptions
 
 from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
+from gad.errors import UnsupportedGrammarError
+from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
+from gad.grammar.json_schema.loading import load_schema, pointer, prepare
+from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
 from gad.grammar.json_tokens import (
     CHAR,
-    INTEGER_REGEX,
-    NUMBER_REGEX,
     STRING_REGEX,
     SUPPORTED_FORMATS,
+    ENCODED_CHAR,
     counted_string_dfa,
-    decimal_range,
+    difference,
     encode_search,
     encode_set,
-    float_safe,
-    integer_range,
+    followed_by,
     intersect,
+    spaced_dfa,
+    spellings,
 )
 from gad.grammar.regex import ByteDFA, compile_regex
 
@@ -72,28 +81,25 @@ __all__ = [
 
 
 class SchemaWarning(UserWarning):
-    """``lenient=True`` dropped keywords it cannot compile; the grammar is looser where it did."""
+    """``lenient=True`` dropped keywords it cannot compile (the grammar is looser where it did), or
+    a keyword was read as an annotation (a ``format`` JSON Schema does not define)."""
 
 
 @dataclass(frozen=True)
 class SchemaConversion:
-    """A converted schema: the grammar and, in lenient mode, what was dropped (``"kw at #/ptr: why"``)."""
+    """A converted schema: the grammar; in lenient mode, what was dropped (``"kw at #/ptr: why"``);
+    and what was read as an annotation."""
 
     grammar: Grammar
     dropped: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # keywords read as annotations, not constraints (unknown formats)
 
 
 # -- keywords ---------------------------------------------------------------------------------------
 
 _TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
+_REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies")  # negation.py
 _UNSUPPORTED = {
-    "not": "negation cannot be compiled to a grammar in general",
-    "if": "conditional subschemas are not supported",
-    "then": "conditional subschemas are not supported",
-    "else": "conditional subschemas are not supported",
-    "dependentRequired": "property dependencies are not supported",
-    "dependentSchemas": "property dependencies are not supported",
-    "dependencies": "property dependencies are not supported",
     "patternProperties": "pattern-matched property names are not supported",
     "propertyNames": "constraints on property names are not supported",
     "unevaluatedProperties": "unevaluated properties are not supported",
@@ -111,6 +117,13 @@ _ASSERTIONS = {
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
+_SPEC_FORMATS = frozenset({
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
+    "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
+    "relative-json-pointer", "regex",
+})  # fmt: skip
+"""The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
+they are assertions; any other format name is an annotation it ignores, and so does gad."""
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
@@ -121,20 +134,33 @@ DEFAULT_WHITESPACE = 16
 
 
 def convert_json_schema(
-    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+    schema: Any,
+    *,
+    whitespace: str | int = DEFAULT_WHITESPACE,
+    lenient: bool = False,
+    extra_properties: bool = True,
+    registry: referencing.Registry | None = None,
 ) -> SchemaConversion:
     """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
     mode the dropped keywords are in the result's ``dropped``."""
-    root = _load_schema(schema)
+    root = load_schema(schema)
     if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
         raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
-    converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties))
-    grammar = converter.build()
-    return SchemaConversion(grammar, tuple(converter.dropped))
+    converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties), registry)
+    try:
+        grammar = converter.build()
+    except RecursionError:  # a $ref/allOf chain deeper than the walk's stack (nesting is bounded up front)
+        raise SchemaError("the schema's references and subschemas nest too deeply to convert", pointer="#") from None
+    return SchemaConversion(grammar, tuple(converter.dropped), tuple(converter.notes))
 
 
 def json_schema_to_grammar(
-    schema: Any, *, whitespace: str | int = DEFAULT_WHITESPACE, lenient: bool = False, extra_properties: bool = True
+    schema: Any,
+    *,
+    whitespace: str | int = DEFAULT_WHITESPACE,
+    lenient: bool = False,
+    extra_properties: bool = True,
+    registry: referencing.Registry | None = None,
 ) -> Grammar:
     """The grammar of the JSON documents that validate against ``schema``.
 
@@ -151,65 +177,54 @@ def json_schema_to_grammar(
         extra_properties: with False, objects that declare ``properties`` or ``required`` but say
             nothing about ``additionalProperties`` admit no other property (usually what one wants
             from a language model; still sound). The default follows JSON Schema: they admit any.
+        registry: a `referencing.Registry` of the documents remote ``$ref``s may name (keyed by
+            their URI); nothing is ever fetched.
 
     Raises:
         UnsupportedSchemaError: a keyword that cannot be compiled exactly (message: keyword and
             JSON pointer, e.g. ``unsupported keyword 'not' at #/properties/age``).
         SchemaError: a malformed schema, an unresolvable ``$ref``, or a schema no document satisfies.
     """
-    result = convert_json_schema(schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties)
+    result = convert_json_schema(
+        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+    )
     if result.dropped:
         warnings.warn(
             SchemaWarning("lenient JSON Schema: dropped " + "; ".join(result.dropped)), stacklevel=3
         )
+    if result.notes:
+        warnings.warn(SchemaWarning("JSON Schema: " + "; ".join(result.notes)), stacklevel=3)
     return result.grammar
 
 
-def _load_schema(schema: Any) -> Any:
-    if isinstance(schema, (dict, bool)):
-        return schema
-    if isinstance(schema, (str, bytes)):
-        try:
-            return json.loads(schema)
-        except ValueError as exc:
-            raise SchemaError(f"the schema is not valid JSON: {exc}") from None
-    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # a pydantic model class
-        return schema.model_json_schema()
-    if hasattr(schema, "json_schema") and callable(schema.json_schema):  # a pydantic TypeAdapter
-        return schema.json_schema()
-    raise ConfigurationError(
-        f"`schema` has to be a dict, a bool, a JSON string or a pydantic model class, but is {type(schema).__name__}"
-    )
-
-
 # -- the converter ------------------------------------------------------------------------------------
-
-
-def _pointer(base: str, *tokens: object) -> str:
-    return base + "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
 
 
 class _Converter:
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
-    def __init__(self, root: Any, ws: int, lenient: bool, extra_properties: bool) -> None:
-        self.root = root
+    def __init__(self, schema: Any, ws: int, lenient: bool, extra_properties: bool, registry: referencing.Registry | None) -> None:
+        self.original = schema
+        self.registry = registry
         self.ws = f"{_WS}{{0,{ws}}}" if ws else ""
+        self.ws_n = ws
         self.lenient = lenient
         self.extra_properties = extra_properties
         self.dropped: list[str] = []
+        self.notes: list[str] = []
         self.rules: list[Rule] = []
         self.terminals: dict[str, Terminal] = {}
         self._terminal_by_regex: dict[str, str] = {}
         self._memo: dict[str, str] = {}
         self._names: set[str] = set()
-        self._anchors: dict[str, tuple[Any, str]] | None = None
         self._any: str | None = None
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
     def build(self) -> Grammar:
+        prepared = prepare(self.original, self.unsupported, self.registry)
+        self.root, self.resolver = prepared.schema, prepared.resolver
         root = self.node(self.root, "#")
         if root is None:
             raise SchemaError("the schema is `false`: no document validates", pointer="#")
@@ -217,7 +232,7 @@ class _Converter:
         self.rules = _productive(self.rules, self.terminals)
         if not any(rule.lhs == "start" for rule in self.rules):
             raise SchemaError("no JSON document satisfies the schema (at #)", pointer="#")
-        source = SourceText("<json schema>", json.dumps(self.root, indent=1, default=str))
+        source = SourceText("<json schema>", json.dumps(self.original, indent=1))
         try:
             return Grammar(self.rules, self.terminals, start="start", source=source)
         except EmptyLanguageError:
@@ -266,7 +281,8 @@ class _Converter:
         return self.terminal(which, regex)
 
     def key(self, name: str) -> str:
-        return self.terminal("KEY", re.escape(json.dumps(name, ensure_ascii=False)) + self.ws + ":" + self.ws)
+        dfa = spaced_dfa(json.dumps(name, ensure_ascii=False).encode(), self.ws_n, b":", self.ws_n)
+        return self.terminal("KEY", dfa.pattern, dfa)
 
     # -- schema nodes ---------------------------------------------------------------------------------
 
@@ -299,6 +315,10 @@ class _Converter:
                 self.unsupported(k, ptr, _UNSUPPORTED[k])
             elif k in _ASSERTIONS:
                 s[k] = v
+        if any(k in schema for k in _REWRITTEN):
+            extra = self.rewritten(schema, ptr)
+            if extra:
+                s["allOf"] = [*s.get("allOf", []), *extra]
         for k in ("exclusiveMinimum", "exclusiveMaximum"):  # draft 4: a flag on minimum/maximum
             if isinstance(s.get(k), bool):
                 flag, plain = s.pop(k), "minimum" if k == "exclusiveMinimum" else "maximum"
@@ -313,11 +333,29 @@ class _Converter:
         if s.get("uniqueItems") is True and not (isinstance(s.get("maxItems"), int) and s["maxItems"] <= 1):
             self.unsupported("uniqueItems", ptr, "distinct array items cannot be expressed by a context-free grammar")
         s.pop("uniqueItems", None)
-        if "multipleOf" in s:
-            if s["multipleOf"] != 1:
-                self.unsupported("multipleOf", ptr, f"only multipleOf 1 (integers) is supported, not {s['multipleOf']!r}")
-                del s["multipleOf"]
         return s
+
+    def rewritten(self, schema: dict, ptr: str) -> list:
+        """``not``, ``if``/``then``/``else`` and dependencies as schemas to conjoin (see `negation`)."""
+        out: list = []
+        if "not" in schema:
+            try:
+                out.append({"anyOf": negate(self.flatten(schema["not"], pointer(ptr, "not"), ()))})
+            except NotExpressible as exc:
+                self.unsupported("not", pointer(ptr, "not"), f"{exc} ({exc.keyword!r})")
+        if "if" in schema:
+            condition = schema["if"]
+            try:
+                negated = negate(self.flatten(condition, pointer(ptr, "if"), ()))
+            except NotExpressible as exc:
+                self.unsupported("if", pointer(ptr, "if"), f"the condition cannot be negated: {exc} ({exc.keyword!r})")
+            else:
+                out.append(conditional(condition, schema.get("then", True), schema.get("else", True), negated))
+        required = dict(schema.get("dependentRequired", {}))
+        schemas = dict(schema.get("dependentSchemas", {}))
+        for k, v in schema.get("dependencies", {}).items():  # draft 4-7: either form
+            (required if isinstance(v, list) else schemas)[k] = v
+        return out + dependencies(required, schemas)
 
     def _check_values(self, s: dict, ptr: str) -> None:
         def bad(k: str, what: str) -> SchemaError:
@@ -332,11 +370,12 @@ class _Converter:
                 raise bad(k, "a non-negative integer")
             if k in s:
                 s[k] = int(s[k])
-        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
                 raise bad(k, "a number")
-        if "multipleOf" in s and s["multipleOf"] <= 0:
-            raise bad("multipleOf", "a number greater than 0")
+        for m in _as_list(s.get("multipleOf")):
+            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+                raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
             raise bad("required", "a list of strings")
         if "properties" in s and not isinstance(s["properties"], dict):
@@ -367,7 +406,7 @@ class _Converter:
         for kw in ("anyOf", "oneOf"):
             if kw in s:
                 rest = {k: v for k, v in s.items() if k != kw}
-                branches = [(b, _pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
+                branches = [(b, pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
                 if rest:
                     branches = [(self.merge(rest, self.flatten(b, p, ())), p) for b, p in branches]
                     branches = [(b, p) for b, p in branches if b is not False]
@@ -399,7 +438,7 @@ class _Converter:
             if term:
                 out.append((term,))
         if "number" in types or "integer" in types:
-            term = self.number_terminal(s, ptr, integer="number" not in types or s.get("multipleOf") == 1)
+            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in _as_list(s.get("multipleOf")))
             if term:
                 out.append((term,))
         if "object" in types:
@@ -411,44 +450,17 @@ class _Converter:
     # -- $ref, allOf ------------------------------------------------------------------------------------
 
     def resolve(self, ref: str, ptr: str) -> tuple[Any, str]:
-        base = self.root.get("$id") if isinstance(self.root, dict) else None
-        if isinstance(base, str) and base and ref.startswith(base.split("#")[0] + "#"):
-            ref = ref[len(base.split("#")[0]) :]
-        if not ref.startswith("#"):
-            self.unsupported("$ref", ptr, f"only references inside the document (#...) are supported, not {ref!r}")
-            return True, ptr
-        fragment = unquote(ref[1:])
-        if not fragment.startswith("/") and fragment:
-            anchors = self._anchor_map()
-            if fragment not in anchors:
-                raise SchemaError(f"$ref {ref!r} at {ptr} names no $anchor in the document", pointer=ptr, keyword="$ref")
-            return anchors[fragment]
-        target: Any = self.root
-        for token in fragment.split("/")[1:] if fragment else []:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, dict) and token in target:
-                target = target[token]
-            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
-                target = target[int(token)]
-            else:
-                raise SchemaError(f"$ref {ref!r} at {ptr} does not resolve", pointer=ptr, keyword="$ref")
-        return target, "#" + fragment
-
-    def _anchor_map(self) -> dict[str, tuple[Any, str]]:
-        if self._anchors is None:
-            self._anchors = {}
-            stack = [(self.root, "#")]
-            while stack:
-                node, ptr = stack.pop()
-                if isinstance(node, dict):
-                    if isinstance(node.get("$anchor"), str):
-                        self._anchors.setdefault(node["$anchor"], (node, ptr))
-                    for k, v in node.items():
-                        if k not in ("enum", "const", "default", "examples"):
-                            stack.append((v, _pointer(ptr, k)))
-                elif isinstance(node, list):
-                    stack.extend((v, _pointer(ptr, i)) for i, v in enumerate(node))
-        return self._anchors
+        """The target of an (absolute) ``$ref`` at ``ptr``, and the pointer to name it by."""
+        try:
+            return self.resolver.lookup(ref).contents, ref
+        except referencing.exceptions.Unresolvable as exc:
+            document = ref.split("#")[0]
+            try:
+                self.resolver.lookup(document)
+            except referencing.exceptions.Unresolvable:
+                self.unsupported("$ref", ptr, f"{ref!r} is outside the schema, and nothing is fetched: {exc}")
+                return True, ptr
+            raise SchemaError(f"$ref {ref!r} at {ptr} does not resolve", pointer=ptr, keyword="$ref") from None
 
     def flatten(self, schema: Any, ptr: str, seen: tuple[str, ...]) -> dict | bool:
         """``schema`` with its top-level ``$ref`` and ``allOf`` merged in: a cleaned dict or False."""
@@ -467,7 +479,7 @@ class _Converter:
         if s is not False and "allOf" in s:
             subs = s.pop("allOf")
             for i, sub in enumerate(subs):
-                s = self.merge(s, self.flatten(sub, _pointer(ptr, "allOf", i), seen))
+                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen))
                 if s is False:
                     break
         return s
@@ -508,7 +520,7 @@ class _Converter:
             elif k in ("anyOf", "oneOf"):  # (∨ A) ∧ (∨ B) = ∨_i (A_i ∧ (∨ B))
                 out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
             elif k == "multipleOf":
-                pass  # only 1 survives `clean`
+                out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
         # properties: a name's schema is its entry, or additionalProperties, in each operand
         if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
             pa, pb = a.get("properties", {}), b.get("properties", {})
@@ -612,8 +624,9 @@ class _Converter:
                 return False
             if "exclusiveMaximum" in s and not value < s["exclusiveMaximum"]:
                 return False
-            if s.get("multipleOf") == 1 and value != int(value):
-                return False
+            for m in _as_list(s.get("multipleOf")):
+                if not jsonschema.Draft202012Validator({"multipleOf": m}).is_valid(value):
+                    return False
         elif isinstance(value, dict):
             props, ap = s.get("properties", {}), s.get("additionalProperties", True)
             if not all(r in value for r in s.get("required", [])):
@@ -621,14 +634,14 @@ class _Converter:
             if not s.get("minProperties", 0) <= len(value) <= s.get("maxProperties", math.inf):
                 return False
             for k, v in value.items():
-                if not self.conforms(v, props.get(k, ap), _pointer(ptr, "properties", k)):
+                if not self.conforms(v, props.get(k, ap), pointer(ptr, "properties", k)):
                     return False
         elif isinstance(value, list):
             prefix, items = s.get("prefixItems", []), s.get("items", True)
             if not s.get("minItems", 0) <= len(value) <= s.get("maxItems", math.inf):
                 return False
             for j, v in enumerate(value):
-                if not self.conforms(v, prefix[j] if j < len(prefix) else items, _pointer(ptr, "items", j)):
+                if not self.conforms(v, prefix[j] if j < len(prefix) else items, pointer(ptr, "items", j)):
                     return False
         return True
 
@@ -695,8 +708,12 @@ class _Converter:
         for f in _as_list(s.get("format")):
             if f in SUPPORTED_FORMATS:
                 constraints.append('"' + encode_search(r"\A(?:" + SUPPORTED_FORMATS[f] + r")\Z") + '"')
-            else:
+            elif f in _SPEC_FORMATS:
                 self.unsupported("format", ptr, f"format {f!r} is not one of {', '.join(SUPPORTED_FORMATS)}")
+            else:
+                note = f"'format' at {ptr}: {f!r} is not a format JSON Schema defines: an annotation, not checked"
+                if note not in self.notes:
+                    self.notes.append(note)
         if not constraints and low == 0 and high is None:
             return self.punct("STRING")
         if high is not None and high - low > 10_000 or low > 10_000:
@@ -712,6 +729,8 @@ class _Converter:
         except GrammarError as exc:
             self.unsupported("pattern", ptr, exc.message)
             return self.punct("STRING")
+        if not dfas:
+            return self.punct("STRING")
         dfa = functools.reduce(intersect, dfas)
         if dfa is None:
             return None
@@ -721,35 +740,65 @@ class _Converter:
     # -- numbers ----------------------------------------------------------------------------------------
 
     def number_terminal(self, s: dict, ptr: str, *, integer: bool) -> str | None:
-        if integer:
-            low = high = None
-            if "minimum" in s:
-                low = math.ceil(Decimal(s["minimum"]))
-            if "exclusiveMinimum" in s:
-                low = _max(low, math.floor(Decimal(s["exclusiveMinimum"])) + 1)
-            if "maximum" in s:
-                high = math.floor(Decimal(s["maximum"]))
-            if "exclusiveMaximum" in s:
-                high = _min(high, math.ceil(Decimal(s["exclusiveMaximum"])) - 1)
-            if low is None and high is None:
-                return self.punct("INTEGER")
-            if low is not None and high is not None and low > high:
-                return None
-            return self.terminal("INTEGER", integer_range(low, high))
+        multiples: list[Fraction] = []
+        for m in _as_list(s.get("multipleOf")):
+            divisor = self.divisor(m, ptr)
+            if divisor is None:
+                continue
+            multiples.append(divisor)
+            if isinstance(m, int):
+                integer = True  # the validator's `int % int` is exact; fraction texts would be floats
         lo = hi = None
-        if "minimum" in s:
-            lo = float_safe(s["minimum"], up=True, strict=False)
-        if "exclusiveMinimum" in s:
-            lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
-        if "maximum" in s:
-            hi = float_safe(s["maximum"], up=False, strict=False)
-        if "exclusiveMaximum" in s:
-            hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
-        if lo is None and hi is None:
-            return self.punct("NUMBER")
+        if integer:
+            if "minimum" in s:
+                lo = Decimal(math.ceil(Decimal(s["minimum"])))
+            if "exclusiveMinimum" in s:
+                lo = _max(lo, Decimal(math.floor(Decimal(s["exclusiveMinimum"])) + 1))
+            if "maximum" in s:
+                hi = Decimal(math.floor(Decimal(s["maximum"])))
+            if "exclusiveMaximum" in s:
+                hi = _min(hi, Decimal(math.ceil(Decimal(s["exclusiveMaximum"])) - 1))
+        else:
+            if "minimum" in s:
+                lo = float_safe(s["minimum"], up=True, strict=False)
+            if "exclusiveMinimum" in s:
+                lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
+            if "maximum" in s:
+                hi = float_safe(s["maximum"], up=False, strict=False)
+            if "exclusiveMaximum" in s:
+                hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
+        for m in _as_list(s.get("multipleOf")):
+            if isinstance(m, float) and m != 1:  # the validator divides floats: exact only while x is
+                k = Fraction(m).denominator.bit_length() - 1  # a double, |x| < 2**(53-k)
+                edge = Decimal(2 ** 53 - 1) / Decimal(2**k)
+                lo, hi = _max(lo, -edge), _min(hi, edge)
         if lo is not None and hi is not None and lo > hi:
             return None
-        return self.terminal("NUMBER", decimal_range(lo, hi))
+        multiples = [m for m in multiples if m != 1 or not integer]
+        if lo is None and hi is None and not multiples:
+            return self.punct("INTEGER" if integer else "NUMBER")
+        spec = NumberSpec(integer=integer, lo=lo, hi=hi, multiples=tuple(dict.fromkeys(multiples)))
+        try:
+            dfa = number_dfa(spec)
+        except UnsupportedGrammarError as exc:
+            self.unsupported("multipleOf" if multiples else "minimum", ptr, exc.message)
+            return self.punct("INTEGER" if integer else "NUMBER")
+        if dfa is None:
+            return None
+        return self.terminal("INTEGER" if integer else "NUMBER", dfa.pattern, dfa)
+
+    def divisor(self, m: int | float, ptr: str) -> Fraction | None:
+        """``multipleOf m`` as an exact rational the automaton tests against, or None (unsupported,
+        dropped in lenient mode). `jsonschema` computes ``x % m`` for an int and ``x / m`` in floats
+        for a float: exact only for floats ``a / 2**k`` (k <= 64) and values the doubles hold exactly."""
+        if isinstance(m, int):
+            return Fraction(m)
+        exact = Fraction(m)
+        if exact.denominator > 2**64:
+            self.unsupported("multipleOf", ptr, f"multipleOf {m!r} is not exactly a double with a short binary "
+                             "fraction, and the validator divides in floating point (use an integer divisor)")
+            return None
+        return exact
 
     # -- objects ----------------------------------------------------------------------------------------
 
@@ -764,54 +813,65 @@ class _Converter:
         names = list(props) + [r for r in dict.fromkeys(required) if r not in props]
         members: list[tuple[str, str, bool]] = []  # (key terminal, value nonterminal, required)
         for n in names:
-            sub_ptr = _pointer(ptr, "properties", n) if n in props else _pointer(ptr, "additionalProperties")
+            sub_ptr = pointer(ptr, "properties", n) if n in props else pointer(ptr, "additionalProperties")
             value = self.node(props.get(n, ap), sub_ptr)
             if value is None:
                 if n in required:
                     return []
                 continue
             members.append((self.key(n), value, n in required))
-        extra_value = self.node(ap, _pointer(ptr, "additionalProperties")) if ap is not False else None
+        extra_value = self.node(ap, pointer(ptr, "additionalProperties")) if ap is not False else None
         extra_key = self.extra_key(names) if extra_value else None
         cap = high if high is not None else max(low, 1)
         if cap * (len(members) + 1) > _MAX_CHAIN:
             self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
             return [(self.any_value(),)] if self.lenient else []
         base = self.new_name(ptr + "/members") + "_"
-        made: dict[tuple[int, int], str] = {}
-
-        def state(i: int, c: int) -> str:
+        comma = self.punct("COMMA")
+        pending, made = [(0, 0)], set()
+        while pending:  # state (i, c): members from i on, c properties written so far (capped)
+            i, c = pending.pop()
             if (i, c) in made:
-                return made[i, c]
-            name = made[i, c] = f"{base}_{i}_{c}"
-            comma = (self.punct("COMMA"),) if c else ()
-            nxt = min(c + 1, cap)
+                continue
+            made.add((i, c))
+            name, nxt = f"{base}_{i}_{c}", min(c + 1, cap)
+            lead = (comma,) if c else ()
             if i < len(members):
                 key, value, req = members[i]
                 if not req:
-                    self.rules.append(Rule(name, (state(i + 1, c),)))
+                    self.rules.append(Rule(name, (f"{base}_{i + 1}_{c}",)))
+                    pending.append((i + 1, c))
                 if high is None or c < high:
-                    self.rules.append(Rule(name, (*comma, key, value, state(i + 1, nxt))))
+                    self.rules.append(Rule(name, (*lead, key, value, f"{base}_{i + 1}_{nxt}")))
+                    pending.append((i + 1, nxt))
             else:
                 if c >= max(low, 1):
                     self.rules.append(Rule(name, ()))
                 if extra_key and extra_value and (high is None or c < high):
-                    self.rules.append(Rule(name, (*comma, extra_key, extra_value, state(i, nxt))))
-            return name
+                    self.rules.append(Rule(name, (*lead, extra_key, extra_value, f"{base}_{i}_{nxt}")))
+                    pending.append((i, nxt))
 
         out: list[tuple[str, ...]] = []
         if low == 0 and not any(req for _, _, req in members):
             out.append((self.punct("EMPTY_OBJECT"),))
         if high is None or high > 0:
-            out.append((self.punct("LBRACE"), state(0, 0), self.punct("RBRACE")))
+            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
         return out
 
     def extra_key(self, names: list[str]) -> str:
-        """A key other than ``names``: any JSON string when there are none."""
+        """A key other than ``names``: any JSON string when there are none. Built as the product
+        "encoded string, minus every spelling of a name", then the colon (a lookahead regex, the
+        terminal's identity, would cost far more to compile)."""
         if not names:
             return self.punct("KEY")
-        excluded = "|".join("".join(encode_set(((ord(ch), ord(ch)),)) for ch in n) for n in names)
-        regex = f'"(?!(?:{excluded})")' + encode_set(((0, sys.maxunicode),)) + '*"' + self.ws + ":" + self.ws
+        excluded = "|".join(spellings(n) for n in names)
+        regex = f'"(?!(?:{excluded})")' + ENCODED_CHAR + '*"' + self.ws + ":" + self.ws
+        if regex not in self._terminal_by_regex:
+            keys = difference(compile_regex('"' + ENCODED_CHAR + '*"', whole_input=True),
+                              compile_regex(f'"(?:{excluded})"', whole_input=True))  # fmt: skip
+            assert keys is not None  # finitely many names are excluded from infinitely many strings
+            colon = spaced_dfa(self.ws_n, b":", self.ws_n)
+            return self.terminal("KEY", regex, dataclasses.replace(followed_by(keys, colon), pattern=regex))
         return self.terminal("KEY", regex)
 
     # -- arrays -----------------------------------------------------------------------------------------
@@ -819,8 +879,8 @@ class _Converter:
     def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
         prefix = s.get("prefixItems", [])
         low, high = s.get("minItems", 0), s.get("maxItems")
-        elems = [self.node(x, _pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
-        rest = self.node(s.get("items", True), _pointer(ptr, "items"))
+        elems = [self.node(x, pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
+        rest = self.node(s.get("items", True), pointer(ptr, "items"))
         limit = next((j for j, e in enumerate(elems) if e is None), None)  # no value fits position `limit`
         if limit is None and rest is None:
             limit = len(elems)
@@ -834,42 +894,55 @@ class _Converter:
             self.unsupported("maxItems" if high is not None else "minItems", ptr, "the bound is too large to unroll")
             return [(self.any_value(),)] if self.lenient else []
         base = self.new_name(ptr + "/items") + "_"
-        made: dict[int, str] = {}
 
         def elem(j: int) -> str | None:
             return elems[j] if j < len(elems) else rest
 
-        def state(j: int) -> str:
+        first_state = 1 if high is not None or loop >= 1 else loop
+        pending, made = [first_state], set()
+        while pending:  # state j: j items written (from `loop` on, all alike when unbounded)
+            j = pending.pop()
             if j in made:
-                return made[j]
-            name = made[j] = f"{base}_{j}"
+                continue
+            made.add(j)
+            name = f"{base}_{j}"
             if j >= low:
                 self.rules.append(Rule(name, ()))
             e = elem(j)
             if (high is None or j < high) and e is not None:
                 nxt = j + 1 if high is not None or j + 1 <= loop else loop
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, state(nxt))))
-            return name
+                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}")))
+                pending.append(nxt)
 
         out: list[tuple[str, ...]] = []
         if low == 0:
             out.append((self.punct("EMPTY_ARRAY"),))
         first = elem(0)
         if (high is None or high > 0) and first is not None:
-            out.append((self.punct("LSQB"), first, state(1 if high is not None or loop >= 1 else loop), self.punct("RSQB")))
+            out.append((self.punct("LSQB"), first, f"{base}_{first_state}", self.punct("RSQB")))
         return out
 
 
 def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]:
-    """The rules all of whose symbols derive some string (unsatisfiable subschemas have none)."""
+    """The rules all of whose symbols derive some string (unsatisfiable subschemas have none);
+    a worklist over the rules, linear in the grammar's size."""
+    missing = [sum(1 for x in set(r.rhs) if x not in terminals) for r in rules]
+    waiting: dict[str, list[int]] = {}
+    for i, r in enumerate(rules):
+        for x in set(r.rhs):
+            if x not in terminals:
+                waiting.setdefault(x, []).append(i)
     productive: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for rule in rules:
-            if rule.lhs not in productive and all(x in productive or x in terminals for x in rule.rhs):
-                productive.add(rule.lhs)
-                changed = True
+    ready = [rules[i].lhs for i in range(len(rules)) if missing[i] == 0]
+    while ready:
+        name = ready.pop()
+        if name in productive:
+            continue
+        productive.add(name)
+        for i in waiting.get(name, ()):
+            missing[i] -= 1
+            if missing[i] == 0:
+                ready.append(rules[i].lhs)
     return [r for r in rules if r.lhs in productive and all(x in productive or x in terminals for x in r.rhs)]
 
 
