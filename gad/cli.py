@@ -217,8 +217,13 @@ def _read_grammar(args: argparse.Namespace) -> Grammar:
     for flag, value in (("whitespace", args.whitespace), ("lenient", args.lenient)):
         if value not in (None, False):
             raise _Failure(f"--{flag} applies to --json-schema only")
-    _read_input(args.grammar, "--grammar")  # a regular, bounded file: checked before the parser reads it
-    return Grammar.from_file(args.grammar)
+    from gad import grammars
+
+    looks_like_a_path = "/" in args.grammar or args.grammar.endswith((".lark", ".gbnf"))
+    # A file, or the name of a shipped grammar ("json"); a missing path is "no such file".
+    path = args.grammar if looks_like_a_path else grammars.resolve(args.grammar)
+    _read_input(str(path), "--grammar")  # a regular, bounded file: checked before the parser reads it
+    return Grammar.from_file(path)
 
 
 def _whitespace(text: str) -> str | int:
@@ -239,7 +244,7 @@ def _grammar_name(args: argparse.Namespace) -> str:
 
 def _add_grammar_options(command: argparse.ArgumentParser) -> None:
     source = command.add_mutually_exclusive_group(required=True)
-    source.add_argument("--grammar", help="a .lark or .gbnf grammar file")
+    source.add_argument("--grammar", help="a .lark or .gbnf grammar file, or the name of a shipped grammar (json, sql, ...)")
     source.add_argument("--json-schema", help="a JSON Schema file: outputs are JSON documents valid under it")
     command.add_argument("--whitespace", type=_whitespace, metavar="N|compact", help="with --json-schema: at most N whitespace characters between JSON tokens, or none ('compact'); default 16")
     command.add_argument("--lenient", action="store_true", help="with --json-schema: accept keywords gad cannot enforce (ignored) instead of refusing the schema")

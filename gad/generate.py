@@ -141,6 +141,10 @@ def _load_grammar(grammar: GrammarLike) -> Grammar:
     if _is_path(grammar):
         return Grammar.from_file(os.fspath(grammar))  # type: ignore[arg-type]
     if isinstance(grammar, str):
+        from gad import grammars
+
+        if grammar in grammars.names():  # a shipped grammar by name: "json", "sql", ...
+            return grammars.load(grammar)
         return Grammar.from_lark(grammar)
     raise ConfigurationError(
         "`grammar` has to be a gad.Grammar, a gad.CompiledGrammar, Lark grammar text or the path "

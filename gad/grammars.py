@@ -31,11 +31,11 @@ def names() -> list[str]:
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """The ``.lark`` file meant by ``name_or_path``: an existing file as given, else the shipped
+    """The grammar file meant by ``name_or_path``: an existing path as given, else the shipped
     grammar of that name (with or without ``.lark``). Raises `GrammarError` naming both lookups
     and the shipped names when neither exists. Reads nothing."""
     given = Path(name_or_path)
-    if given.is_file():
+    if given.exists():  # whatever it is: the reader says what is wrong with a folder or a FIFO
         return given
     text = os.fspath(name_or_path)
     stem = text[: -len(".lark")] if text.endswith(".lark") else text

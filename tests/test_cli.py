@@ -125,6 +125,18 @@ def test_check_ok(capsys, tmp_path: Path) -> None:
     assert status == 0 and out.startswith(f"{doc}: ok")
 
 
+def test_grammar_by_shipped_name(capsys, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text('{"a": [1, 2]}')
+    status, out, _ = run(capsys, "check", "--grammar", "json", str(doc))
+    assert status == 0 and out.startswith(f"{doc}: ok")
+    doc.write_text("SELECT 'x', 'y'")
+    status, out, _ = run(capsys, "check", "--grammar", "sql", str(doc))
+    assert status == 0, out
+    status, _, err = run(capsys, "check", "--grammar", "no-such-grammar", str(doc))
+    assert status == 2 and "no-such-grammar" in err and "json" in err and "sql" in err
+
+
 def test_check_reports_the_first_bad_byte(capsys, tmp_path: Path) -> None:
     doc = tmp_path / "doc.json"
     doc.write_text('{\n  "é": [1, 2,],\n  "b": 3\n}')

@@ -281,3 +281,14 @@ def test_smollm2_json() -> None:
     check_results(sampled, JSON_GRAMMAR, compiled)
     for r in itertools.chain([greedy], sampled):
         assert math.isfinite(r.logprob_model) and r.logprob_model <= 0
+
+
+def test_a_shipped_grammar_by_name():
+    import gad
+
+    from gad.generate import compile_grammar
+
+    info = gad.TokenizerInfo.from_vocab([b"<eos>"] + [bytes([b]) for b in range(32, 127)], eos_token_id=0)
+    matcher = gad.GrammarMatcher(compile_grammar("sql", info))
+    assert matcher.accept_string("SELECT 'x', 'y'") and matcher.is_accepting()
+    assert not gad.GrammarMatcher(compile_grammar("json", info)).accept_string("SELECT")

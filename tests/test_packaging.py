@@ -87,3 +87,4 @@ def test_wheel_installs_with_its_grammars(tmp_path):
     json_path = run(str(python), str(check), str(venv)).strip()
     (tmp_path / "doc.json").write_text('{"name": "Ada", "tags": []}')
     assert "ok" in run(str(venv / "bin" / "gad"), "check", "--grammar", json_path, "doc.json")
+    assert "ok" in run(str(venv / "bin" / "gad"), "check", "--grammar", "json", "doc.json")
