@@ -263,3 +263,17 @@ def test_ambiguous_word_run_keeps_live_lexemes_bounded_and_masks_exact():
             counts[n] = len(matcher._states[-1].lexemes)
     assert counts[3] == counts[50] == counts[1_000], counts
     assert check_masks(matcher, [3, 1, 4]) == []
+
+
+def test_lark_grammars_fuse_on_request_with_the_same_masks():
+    text = (
+        'start: "{" pair ("," pair)* "}"\npair: ident ":" number\nident: LOWER ident_rest\n'
+        'ident_rest: (LOWER | DIGIT | "_")*\nnumber: DIGIT+\nLOWER: /[a-z]/\nDIGIT: /[0-9]/\n'
+    )
+    fused = gad.Grammar.from_lark(text, fuse=True)
+    assert len(fused.terminals) < len(gad.Grammar.from_lark(text).terminals)
+    vocab = [b"<eos>"] + [c.encode() for c in "{}:,_ab01"] + [b"ab", b"a:", b":0", b"1,", b"b_", b"0}", b"{a"]
+    info = gad.TokenizerInfo.from_vocab(vocab, eos_token_id=0)
+    matcher = gad.GrammarMatcher(gad.GrammarCompiler(info).compile(fused))
+    walk = greedy_tokens(info, "{ab_1:01,b:1}".replace(" ", ""))
+    assert check_masks(matcher, walk) == []

@@ -106,11 +106,16 @@ class Grammar:
     # -- front ends -------------------------------------------------------------------------------
 
     @classmethod
-    def from_lark(cls, text: str, start: str = "start", *, source: str = "<grammar>") -> Grammar:
-        """Load Lark EBNF text (rules, terminals, `?rule`, templates, `%import common.X`, `%ignore`)."""
+    def from_lark(cls, text: str, start: str = "start", *, source: str = "<grammar>", fuse: bool = False) -> Grammar:
+        """Load Lark EBNF text (rules, terminals, `?rule`, templates, `%import common.X`, `%ignore`).
+        ``fuse=True`` turns its regular rules into single terminals (`gad.grammar.fusion`; same
+        language, cheaper masks for character-level grammars; grammars with ``%ignore`` are left
+        as they are). Off by default for Lark: fused rules disappear from ``grammar.rules``."""
+        from gad.grammar.fusion import fuse_regular_rules
         from gad.grammar.lark_loader import load_lark
 
-        return load_lark(text, start=start, source=source)
+        grammar = load_lark(text, start=start, source=source)
+        return fuse_regular_rules(grammar) if fuse else grammar
 
     @classmethod
     def from_gbnf(
@@ -124,9 +129,10 @@ class Grammar:
         return load_gbnf(text, start=start, source=source, undefined=undefined, fuse=fuse)
 
     @classmethod
-    def from_file(cls, path: str | Path, start: str | None = None) -> Grammar:
+    def from_file(cls, path: str | Path, start: str | None = None, *, fuse: bool | None = None) -> Grammar:
         """Load a ``.lark`` file (start rule ``start``; `%import` of sibling files resolves
-        relative to it) or a ``.gbnf`` file (start rule ``root``), by extension."""
+        relative to it) or a ``.gbnf`` file (start rule ``root``), by extension. ``fuse``: as in
+        `from_lark` and `from_gbnf` (None: their defaults, off for Lark and on for GBNF)."""
         from gad.grammar.lark_loader import load_lark
 
         path = Path(path)
@@ -137,8 +143,11 @@ class Grammar:
         except UnicodeDecodeError as exc:
             raise GrammarError(f"grammar file is not UTF-8 ({exc.reason})", source=str(path)) from None
         if path.suffix.lower() == ".gbnf":
-            return cls.from_gbnf(text, start=start or "root", source=str(path))
-        return load_lark(text, start=start or "start", source=str(path), import_paths=[str(path.parent)])
+            return cls.from_gbnf(text, start=start or "root", source=str(path), fuse=fuse is not False)
+        from gad.grammar.fusion import fuse_regular_rules
+
+        grammar = load_lark(text, start=start or "start", source=str(path), import_paths=[str(path.parent)])
+        return fuse_regular_rules(grammar) if fuse else grammar
 
     @classmethod
     def from_regex(cls, pattern: str) -> Grammar:
