@@ -24,7 +24,10 @@ from gad.lm import HuggingFaceLM, LanguageModel, NGramLM, TableLM, UniformLM
 from gad.matcher import GrammarMatcher, explain
 from gad.samplers.asap import ASApSampler
 from gad.samplers.awrs import AWRSSampler
+from gad.samplers.base import Sampler
+from gad.samplers.cars import CARSSampler
 from gad.samplers.gcd import GCDSampler
+from gad.samplers.mcmc import MCMCSampler
 from gad.samplers.smc import SMC, SMCResult
 from gad.tokenizer import TokenizerInfo
 from gad import sql  # noqa: E402  (light: sqlite3 and the grammar IR; grammars load on first use)
@@ -58,6 +61,7 @@ __all__ = [
     "ASApLogitsProcessor",
     "ASApSampler",
     "AWRSSampler",
+    "CARSSampler",
     "ExactDistribution",
     "allocate_token_bitmask",
     "apply_token_bitmask_inplace",
@@ -75,10 +79,12 @@ __all__ = [
     "GrammarMatcher",
     "HuggingFaceLM",
     "LanguageModel",
+    "MCMCSampler",
     "NGramLM",
     "RollbackError",
     "SMC",
     "SMCResult",
+    "Sampler",
     "SchemaError",
     "TableLM",
     "TokenError",

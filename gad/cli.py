@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grammar_options(gen)
     gen.add_argument("--prompt", help="the prompt text ('-': read stdin); wrapped in the model's chat template if it has one")
     gen.add_argument("--model", help=f"a model folder, a .gguf file, or a hub id already in the local Hugging Face cache (default: {DEFAULT_MODEL})")
-    gen.add_argument("--sampler", default="gcd", choices=list(SAMPLERS), help="gcd: grammar-constrained decoding; asap: grammar-aligned sampling; smc: sequential Monte Carlo with -n AWRS particles")
+    gen.add_argument("--sampler", default="gcd", choices=list(SAMPLERS), help="; ".join(f"{name}: {cls.summary}" for name, cls in SAMPLERS.items()))
     gen.add_argument("-n", type=_positive_int, default=1, help="number of samples (default 1)")
     gen.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default 256")
     gen.add_argument("--temperature", type=float, default=1.0, help="applied to the model before the grammar (default 1)")

@@ -5,9 +5,8 @@
 
 It turns the prompt into token ids (through the tokenizer's chat template when it has one),
 compiles the grammar for the tokenizer (cached per tokenizer and grammar), wraps the model in the
-`gad.lm.LanguageModel` protocol and dispatches on `sampler`. Samplers: "gcd" (greedy or ancestral
-sampling under the mask, `gad.samplers.gcd`) and "asap" (grammar-aligned sampling,
-`gad.samplers.asap`) and "smc" (sequential Monte Carlo over AWRS particles, `gad.samplers.smc`).
+`gad.lm.LanguageModel` protocol and looks `sampler` up in the registry `gad.samplers.SAMPLERS`
+(gcd, asap, smc, awrs, cars, mcmc; see `gad.samplers`).
 """
 
 from __future__ import annotations
@@ -26,19 +25,14 @@ from gad.compiler import CompiledGrammar, GrammarCompiler
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar
 from gad.lm import HuggingFaceLM, LanguageModel, as_language_model
-from gad.samplers import FinishReason, Sample
-from gad.samplers.asap import ASApSampler
-from gad.samplers.gcd import GCDSampler, check_sampling_args
-from gad.samplers.smc import SMC
+from gad.samplers import SAMPLERS, FinishReason, Sample, sampler_class
+from gad.samplers.base import check_sampling_args
 from gad.tokenizer import TokenizerInfo
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["GenerationResult", "SAMPLERS", "check_arguments", "compile_grammar", "encode_prompt", "generate"]
-
-#: The sampler names `generate` accepts, and whether each is available yet.
-SAMPLERS: dict[str, bool] = {"gcd": True, "asap": True, "smc": True}
 
 GrammarLike = Union[Grammar, CompiledGrammar, str, "os.PathLike[str]"]
 
@@ -242,16 +236,7 @@ def check_arguments(
 ) -> None:
     """Raise the `ConfigurationError` that `generate` would raise for these arguments (the CLI
     checks them before it spends seconds loading a model)."""
-    if not isinstance(sampler, str) or sampler not in SAMPLERS:
-        raise ConfigurationError(
-            f"`sampler` has to be one of {', '.join(repr(s) for s in SAMPLERS)}, but is {sampler!r}"
-        )
-    if not SAMPLERS[sampler]:
-        available = ", ".join(repr(s) for s, ok in SAMPLERS.items() if ok)
-        planned = ", ".join(repr(s) for s, ok in SAMPLERS.items() if not ok)
-        raise ConfigurationError(
-            f"sampler {sampler!r} is not implemented yet; available: {available} (planned: {planned})"
-        )
+    sampler_class(sampler)
     check_sampling_args(n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
 
 
@@ -280,13 +265,16 @@ def generate(
         prompt: text, or token ids used as they are. The prompt is never fed to the grammar.
         grammar: a `Grammar`, a `CompiledGrammar`, Lark grammar text, or the path of a ``.lark``
             file (a ``pathlib.Path``, or a one-line str ending in ``.lark``).
-        sampler: "gcd" (grammar-constrained decoding) or "asap" (grammar-aligned sampling:
-            the `n` sequences share one expected-futures trie, drawn 8 at a time, so later ones
-            follow ``P(w | w ∈ L(G))`` more closely; for a trie that persists across calls use
-            `gad.ASApSampler` directly), or "smc" (sequential Monte Carlo: one run with `n` AWRS
-            particles, the `n` results drawn from its weighted particles, so more particles follow
-            ``P(w | w ∈ L(G), |w| ≤ max_new_tokens)`` more closely; a particle without a sentence
-            at the limit has weight 0; for the weights, Ẑ and critics use `gad.SMC` directly).
+        sampler: a name in `gad.samplers.SAMPLERS`: "gcd" (grammar-constrained decoding),
+            "asap" (grammar-aligned sampling: the `n` sequences share one expected-futures trie,
+            drawn 8 at a time, so later ones follow ``P(w | w ∈ L(G))`` more closely; for a trie
+            that persists across calls use `gad.ASApSampler` directly), "smc" (sequential Monte
+            Carlo: one run with `n` AWRS particles, the `n` results drawn from its weighted
+            particles; for the weights, Ẑ and critics use `gad.SMC` directly), "awrs" (`n`
+            independent AWRS sequences: GCD's distribution, each with its importance weight,
+            which at temperature 1 is ``exp(logprob_model − logprob_sampler)``), "cars" (`n`
+            exact draws of ``P(w | w ∈ L(G), |w| ≤ max_new_tokens)`` by adaptive rejection) or
+            "mcmc" (`n` Metropolis–Hastings chains of 10 steps with GCD proposals).
         n: how many sequences; they are decoded as one batch.
         max_new_tokens: sequences without EOS after this many tokens are returned with
             ``complete=False, finish_reason="length"``.
@@ -319,19 +307,8 @@ def generate(
             raise ConfigurationError("the prompt is empty and the tokenizer has no BOS token to start from")
         prompt_ids = [int(bos)]
 
-    if sampler == "asap":
-        if greedy:
-            raise ConfigurationError("`greedy` has no meaning for sampler 'asap', which samples; use sampler='gcd'")
-        chosen: GCDSampler | ASApSampler | SMC = ASApSampler(lm, compiled, temperature=temperature)
-        steps = max_new_tokens * -(-n // chosen.batch_size)
-    elif sampler == "smc":
-        if greedy:
-            raise ConfigurationError("`greedy` has no meaning for sampler 'smc', which samples; use sampler='gcd'")
-        chosen = SMC(lm, compiled, temperature=temperature)
-        steps = max_new_tokens
-    else:
-        chosen = GCDSampler(lm, compiled, temperature=temperature, greedy=greedy)
-        steps = max_new_tokens
+    chosen = sampler_class(sampler).for_generate(lm, compiled, temperature=temperature, greedy=greedy)
+    steps = chosen.progress_total(n, max_new_tokens)
     bar = tqdm.tqdm(total=steps, desc="generating", unit="tok", disable=not progress, leave=False)
     try:
         samples = chosen.sample(prompt_ids, n, max_new_tokens=max_new_tokens, seed=seed, progress=bar.update)
