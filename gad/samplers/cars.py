@@ -111,8 +111,9 @@ class CARSSampler(TrieSampler):
         self.counts.update({"attempts": 0, "accepted": 0, "tokens": 0})
 
     def stats(self) -> dict[str, float]:
-        """The tries' size (`TrieStore.stats`) and the work so far: ``attempts``, ``accepted``,
-        ``acceptance_rate``, ``model_calls`` (forward passes) and ``model_rows``, ``masks``,
+        """The tries' size (`TrieStore.stats`) and the work so far: ``attempts``, ``accepted``
+        (attempts that reached EOS, each an exact draw; a batch's draws beyond the `n` asked for
+        are dropped), ``acceptance_rate``, ``model_calls`` (forward passes) and ``model_rows``, ``masks``,
         ``tokens`` (steps of every attempt; each is one grammar check), and per accepted sample
         ``model_calls_per_sample``, ``masks_per_sample``, ``checks_per_sample``."""
         out = dict(self.store.stats())
@@ -160,9 +161,10 @@ class CARSSampler(TrieSampler):
         last_rejected: list[Sample] = []
         budget = n * self.max_attempts
         tried = 0
+        successes = 0
         while len(accepted) < n and tried < budget:
             needed = n - len(accepted)
-            rate = (self.counts["accepted"] + 1) / (self.counts["attempts"] + 2)
+            rate = min(1.0, (self.counts["accepted"] + 1) / (self.counts["attempts"] + 1))
             size = max(1, min(self.batch_size, budget - tried, math.ceil(needed / rate)))
             rows = self._rows(trie, base, size)
             self._round(trie, prompt, rows, progress)
@@ -172,12 +174,13 @@ class CARSSampler(TrieSampler):
                 sample = Sample(tuple(row.tokens), row.logp_model, row.logp_sampler, row.finish)  # type: ignore[arg-type]
                 if row.finish == "eos":
                     trie.num_complete += 1
+                    successes += 1
                     if len(accepted) < n:
                         accepted.append(sample)
                 else:
                     last_rejected.append(sample)
         self.counts["attempts"] += tried
-        self.counts["accepted"] += len(accepted)
+        self.counts["accepted"] += successes
         missing = n - len(accepted)
         return accepted + last_rejected[len(last_rejected) - missing :] if missing else accepted
 
