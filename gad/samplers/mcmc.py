@@ -245,6 +245,7 @@ class MCMCSampler(Sampler):
         max_new_tokens: int = 256,
         seed: int | None = None,
         progress: Callable[[int], object] | None = None,
+        init: Sequence[Sequence[int]] | None = None,
     ) -> MCMCResult:
         """Run `n_chains` chains for `steps` MH steps each (default: the sampler's ``steps``).
 
@@ -256,6 +257,13 @@ class MCMCSampler(Sampler):
             seed: chain c draws from ``numpy.random.default_rng`` seeded by ``(seed, c)`` (cuts,
                 GCD tokens and acceptances); None draws a fresh seed.
             progress: called with 1 after each token step of each batched continuation.
+            init: the chains' first states, one token sequence per chain (a sentence ends with
+                EOS; anything else counts as π = 0); None starts each chain from a GCD sample.
+                Chains started from draws of π stay exact draws of π after every step.
+
+        Raises:
+            ConfigurationError: `init` has another length than `n_chains`, a sequence is longer
+                than `max_new_tokens`, or the constraint rejects one of its tokens.
         """
         steps = self.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -264,8 +272,18 @@ class MCMCSampler(Sampler):
         prompt = self.check_prompt(prompt_ids)
         base = self.base_seed(seed)
         rngs = [np.random.default_rng(seed_for(base, c)) for c in range(n_chains)]
-        start = [_Partial.start(self.constraints()) for _ in range(n_chains)]
-        states = self._continue(prompt, start, rngs, max_new_tokens, progress)
+        if init is None:
+            start = [_Partial.start(self.constraints()) for _ in range(n_chains)]
+            states = self._continue(prompt, start, rngs, max_new_tokens, progress)
+        else:
+            if len(init) != n_chains:
+                raise ConfigurationError(f"`init` has {len(init)} sequences for {n_chains} chains")
+            if any(len(w) > max_new_tokens for w in init):
+                raise ConfigurationError(f"an `init` sequence is longer than max_new_tokens={max_new_tokens}")
+            eos = set(self.eos_ids)
+            if any(int(t) in eos for w in init for t in list(w)[:-1]):
+                raise ConfigurationError("an `init` sequence has EOS before its end")
+            states = self._score(prompt, [[int(t) for t in w] for w in init])
         chains = [[s.to_sample()] for s in states]
         accepted: list[list[bool]] = [[] for _ in range(n_chains)]
         complete: list[list[bool]] = [[] for _ in range(n_chains)]
@@ -289,16 +307,20 @@ class MCMCSampler(Sampler):
 
     def score(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> MCMCState:
         """The `MCMCState` of a given token sequence (each position's logp, logq and entropy
-        computed with the model and the constraint), e.g. to start a chain from it or to check
-        the acceptance ratio. Raises `ConfigurationError` if the constraint rejects a token."""
-        prompt = self.check_prompt(prompt_ids)
-        partial = _Partial.start(self.constraints())
-        for t in token_ids:
-            logprobs = self._logprobs(prompt, [partial])
-            mask = self.masks([partial.constraint], logprobs.shape[-1])
-            self._record(partial, int(t), logprobs[0], mask[0])
-        complete = bool(token_ids) and int(token_ids[-1]) in self.eos_ids
-        return partial.state(complete)
+        computed with the model and the constraint), e.g. to check the acceptance ratio. Raises
+        `ConfigurationError` if the constraint rejects a token."""
+        return self._score(self.check_prompt(prompt_ids), [[int(t) for t in token_ids]])[0]
+
+    def _score(self, prompt: list[int], sequences: list[list[int]]) -> list[MCMCState]:
+        """The states of given sequences, scored position by position in one batch."""
+        partials = [_Partial.start(self.constraints()) for _ in sequences]
+        for j in range(max((len(w) for w in sequences), default=0)):
+            rows = [c for c, w in enumerate(sequences) if len(w) > j]
+            logprobs = self._logprobs(prompt, [partials[c] for c in rows])
+            masks = self.masks([partials[c].constraint for c in rows], logprobs.shape[-1])
+            for b, c in enumerate(rows):
+                self._record(partials[c], sequences[c][j], logprobs[b], masks[b])
+        return [p.state(bool(w) and w[-1] in self.eos_ids) for p, w in zip(partials, sequences)]
 
     # -- internals -------------------------------------------------------------------------------------
 
