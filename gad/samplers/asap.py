@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 

@@ -53,13 +53,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from gad.constraint import ConstraintLike
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
 from gad.samplers.asap import ExpectedFuturesTrie, TrieNode, TrieSampler, TrieStore, _Row
-from gad.samplers.base import Sample, check_sampling_args
+from gad.samplers.base import Sample, check_sampling_args, draw
 
 __all__ = ["CARSSampler"]
 
@@ -236,10 +234,7 @@ class CARSSampler(TrieSampler):
         target = row.uniform() * expected
         if not target < theta:
             return None
-        cdf = np.cumsum(weights)
-        i = int(np.searchsorted(cdf, target, side="right"))
-        if i >= cdf.shape[0] or weights[i] <= 0:  # rounding at the very end
-            i = int(np.flatnonzero(weights > 0)[-1])
+        i = draw(weights, target / theta)
         token = int(node.ids[i])  # type: ignore[index]
         row.tokens.append(token)
         row.logp_model += float(node.logp[i])  # type: ignore[index]

@@ -36,7 +36,7 @@ from gad.errors import DeadEndError, GadError
 from gad.lm import LanguageModel
 from gad.samplers.base import Sample, Sampler, check_sampling_args, draw, temper
 
-__all__ = ["GCDSampler", "check_sampling_args"]
+__all__ = ["GCDSampler"]
 
 
 class GCDSampler(Sampler):

@@ -59,7 +59,7 @@ from gad.constraint import Constraint, ConstraintLike
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
 from gad.samplers.awrs import AWRSSampler
-from gad.samplers.base import FinishReason, Sample, Sampler, check_sampling_args
+from gad.samplers.base import FinishReason, Sample, Sampler, check_sampling_args, draw
 
 __all__ = ["RESAMPLING", "SMC", "Critic", "Particle", "SMCResult", "effective_sample_size", "resample"]
 
@@ -497,8 +497,7 @@ class SMC(Sampler):
         total = float(mass.sum())
         if not total > 0:
             return None, _NEG_INF
-        pick = int(np.searchsorted(np.cumsum(mass), rng.random() * total, side="right"))
-        return ids[min(pick, len(ids) - 1)], math.log(total)
+        return ids[draw(mass, rng.random())], math.log(total)
 
     def _resample(self, states: list[_State], log_w: np.ndarray, rng: np.random.Generator) -> list[_State]:
         """Resample the population; every particle gets the mean weight. The first copy of an
