@@ -166,6 +166,10 @@ def test_seeds_reproduce_runs_and_sample_is_the_final_state() -> None:
     assert a == b
     assert sampler.sample([], 6, max_new_tokens=6, seed=3) == a.final()
     assert all(len(chain) == 5 for chain in a.chains)
+    # Continuing from the final states neither rescores them (no model call) nor changes them.
+    calls = sampler.counts["model_calls"]
+    again = sampler.run([], 6, steps=0, max_new_tokens=6, init=a.states)
+    assert again.after(0) == a.final() and sampler.counts["model_calls"] == calls
 
 
 def test_argument_errors() -> None:

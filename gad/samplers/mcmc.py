@@ -101,11 +101,14 @@ class MCMCResult:
             (``chains[c][k]`` after k steps).
         accepted: for each chain, whether each step's proposal was accepted.
         proposal_complete: for each chain, whether each step's proposal was a sentence.
+        states: each chain's last `MCMCState` (pass them as ``init`` to continue the chains
+            without scoring them again).
     """
 
     chains: tuple[tuple[Sample, ...], ...]
     accepted: tuple[tuple[bool, ...], ...]
     proposal_complete: tuple[tuple[bool, ...], ...]
+    states: tuple[MCMCState, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def acceptance_rate(self) -> float:
@@ -245,7 +248,7 @@ class MCMCSampler(Sampler):
         max_new_tokens: int = 256,
         seed: int | None = None,
         progress: Callable[[int], object] | None = None,
-        init: Sequence[Sequence[int]] | None = None,
+        init: Sequence[Sequence[int] | MCMCState] | None = None,
     ) -> MCMCResult:
         """Run `n_chains` chains for `steps` MH steps each (default: the sampler's ``steps``).
 
@@ -257,8 +260,10 @@ class MCMCSampler(Sampler):
             seed: chain c draws from ``numpy.random.default_rng`` seeded by ``(seed, c)`` (cuts,
                 GCD tokens and acceptances); None draws a fresh seed.
             progress: called with 1 after each token step of each batched continuation.
-            init: the chains' first states, one token sequence per chain (a sentence ends with
-                EOS; anything else counts as π = 0); None starts each chain from a GCD sample.
+            init: the chains' first states, one per chain: a token sequence (a sentence ends
+                with EOS; anything else counts as π = 0), or an `MCMCState` of this sampler and
+                prompt (``MCMCResult.states``: continues a run); None starts each chain from a
+                GCD sample.
                 Chains started from draws of π stay exact draws of π after every step.
 
         Raises:
@@ -278,12 +283,15 @@ class MCMCSampler(Sampler):
         else:
             if len(init) != n_chains:
                 raise ConfigurationError(f"`init` has {len(init)} sequences for {n_chains} chains")
-            if any(len(w) > max_new_tokens for w in init):
+            sequences = [w.token_ids if isinstance(w, MCMCState) else w for w in init]
+            if any(len(w) > max_new_tokens for w in sequences):
                 raise ConfigurationError(f"an `init` sequence is longer than max_new_tokens={max_new_tokens}")
             eos = set(self.eos_ids)
-            if any(int(t) in eos for w in init for t in list(w)[:-1]):
+            if any(int(t) in eos for w in sequences for t in list(w)[:-1]):
                 raise ConfigurationError("an `init` sequence has EOS before its end")
-            states = self._score(prompt, [[int(t) for t in w] for w in init])
+            given = {c: w for c, w in enumerate(init) if isinstance(w, MCMCState)}
+            scored = iter(self._score(prompt, [[int(t) for t in w] for w in init if not isinstance(w, MCMCState)]))
+            states = [given[c] if c in given else next(scored) for c in range(n_chains)]
         chains = [[s.to_sample()] for s in states]
         accepted: list[list[bool]] = [[] for _ in range(n_chains)]
         complete: list[list[bool]] = [[] for _ in range(n_chains)]
@@ -302,7 +310,8 @@ class MCMCSampler(Sampler):
             self.counts["proposals"] += n_chains
             self.counts["accepted"] += sum(a[-1] for a in accepted)
         return MCMCResult(
-            tuple(tuple(c) for c in chains), tuple(tuple(a) for a in accepted), tuple(tuple(c) for c in complete)
+            tuple(tuple(c) for c in chains), tuple(tuple(a) for a in accepted), tuple(tuple(c) for c in complete),
+            tuple(states),
         )
 
     def score(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> MCMCState:
