@@ -53,13 +53,13 @@ class TokenSet:
 
     @classmethod
     def from_ids(cls, ids: np.ndarray, vocab_size: int) -> TokenSet:
-        """The set of the (distinct) ``ids``, in its smallest form."""
-        ids = np.sort(np.asarray(ids, dtype=np.int32))
+        """The set of the (distinct) ``ids``, in its smallest form (id lists ascending)."""
+        ids = np.asarray(ids, dtype=np.int32)
         words = bitmask_words(vocab_size)
         rejected_count = vocab_size - ids.shape[0]
         smallest = min(ids.shape[0], rejected_count, words)
         if smallest == ids.shape[0]:
-            return cls(KIND_ACCEPTED, ids, vocab_size)
+            return cls(KIND_ACCEPTED, np.sort(ids), vocab_size)
         mask = np.zeros(vocab_size, dtype=np.bool_)
         mask[ids] = True
         if smallest == rejected_count:
@@ -172,6 +172,7 @@ def automaton(dfa: ByteDFA) -> _Automaton:
 class Vocabulary:
     """The non-special tokens of one tokenizer sorted by bytes, as a zero-padded byte matrix;
     the tokens beginning with byte b are the rows ``[first_start[b], first_start[b + 1])``.
+    ``byte_sets[:, r]`` is the set of byte values row r contains, as four 64-bit words.
 
     Holds the memo of `classify` for this tokenizer: by (automaton digest, state), shared by every
     grammar compiled for it, thread-safe, and bounded (least recently used entries beyond
@@ -187,8 +188,11 @@ class Vocabulary:
         width = int(self.lengths.max()) if self.lengths.size else 1
         flat = np.frombuffer(b"".join(b.ljust(width, b"\0") for b in info.sorted_bytes), dtype=np.uint8)
         self.matrix = flat.reshape(len(info.sorted_bytes), width)
+        self.row_of_id = np.full(info.vocab_size, -1, dtype=np.int64)
+        self.row_of_id[self.ids] = np.arange(self.ids.shape[0])
         # Rows are sorted by bytes, so the first byte is non-decreasing.
         self.first_start = np.searchsorted(self.matrix[:, 0], np.arange(257), side="left").astype(np.int64)
+        self.byte_sets = _byte_sets(self.matrix, self.lengths)
         self.max_classifications = max_classifications
         self._classified: OrderedDict[tuple[bytes, int], Classification] = OrderedDict()
         self._lock = threading.Lock()
@@ -221,11 +225,6 @@ class Vocabulary:
                 self._classified.popitem(last=False)
         return found
 
-    def remember(self, dfa: ByteDFA, state: int, classification: Classification) -> None:
-        """Put a classification read back from a file into the memo."""
-        with self._lock:
-            self._classified.setdefault((automaton(dfa).digest, state), classification)
-
     def rows_starting_with(self, first_bytes: np.ndarray) -> np.ndarray:
         """The sorted-vocabulary rows of the tokens whose first byte is in ``first_bytes``."""
         starts = self.first_start[first_bytes]
@@ -237,44 +236,95 @@ class Vocabulary:
         return offsets + np.arange(total, dtype=np.int64)
 
 
+def _byte_sets(matrix: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``uint64[4, rows]``: bit b % 64 of word b // 64 of row r is set when row r contains byte b
+    (one contiguous array per word, so that set tests over all rows are four vector ops)."""
+    sets = np.zeros((4, matrix.shape[0]), dtype=np.uint64)
+    order = np.argsort(-lengths, kind="stable")
+    one = np.uint64(1)
+    for position in range(matrix.shape[1]):
+        active = order[: int(np.count_nonzero(lengths > position))]
+        column = matrix[active, position]
+        words = (column >> 6).astype(np.intp)
+        bits = one << (column & 63).astype(np.uint64)
+        np.bitwise_or.at(sets, (words, active), bits)
+    return sets
+
+
+def _walk(auto: _Automaton, vocab: Vocabulary, rows: np.ndarray, offsets: np.ndarray, states: np.ndarray):
+    """Run ``auto`` over vocabulary ``rows`` from byte ``offsets`` on, each run in ``states`` before
+    that byte (parallel arrays), keeping only live runs. Returns ``(ended, split_index,
+    split_position)``: the indices (into the inputs) of runs alive at their row's end, and the
+    (index, bytes read from the row's start) pairs where a run is in an accepting state with
+    more bytes to come. Cost: the number of live (run, byte) steps."""
+    table, accepting, matrix, lengths = auto.table, auto.accepting, vocab.matrix, vocab.lengths
+    index = np.arange(rows.shape[0])
+    position = offsets.astype(np.int64, copy=True)
+    ended: list[np.ndarray] = []
+    split_index: list[np.ndarray] = []
+    split_position: list[np.ndarray] = []
+    while index.size:
+        states = table[states, matrix[rows, position]]
+        alive = states >= 0
+        if not alive.all():
+            index, rows, position, states = index[alive], rows[alive], position[alive], states[alive]
+            if not index.size:
+                break
+        position += 1
+        done = lengths[rows] == position
+        if done.any():
+            ended.append(index[done])
+            going = ~done
+            index, rows, position, states = index[going], rows[going], position[going], states[going]
+            if not index.size:
+                break
+        ends_here = accepting[states]
+        if ends_here.any():
+            split_index.append(index[ends_here])
+            split_position.append(position[ends_here])
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    return joined(ended), joined(split_index), joined(split_position)
+
+
+# Classifying a wide state (one many tokens can enter) first sets aside the tokens made only of
+# bytes that loop on the state: they stay in it, so they are accepted without a walk.
+_LOOP_SHORTCUT_ROWS = 2048
+
+
 def classify(auto: _Automaton, state: int, vocab: Vocabulary) -> Classification:
     """The `Classification` of the tokens of ``vocab`` read from ``state``: a walk over the
     sorted vocabulary that keeps only live rows (see the module docstring)."""
-    table, accepting = auto.table, auto.accepting
+    table = auto.table
     rows = vocab.rows_starting_with(np.flatnonzero(table[state] >= 0))
-    states = table[state, vocab.matrix[rows, 0]]
-    accepted_rows: list[np.ndarray] = []
-    split_rows: list[np.ndarray] = []
-    split_at: list[np.ndarray] = []
-    position = 1
-    while rows.size:
-        ended = vocab.lengths[rows] == position
-        if ended.any():
-            accepted_rows.append(rows[ended])
-            going = ~ended
-            rows, states = rows[going], states[going]
-            if not rows.size:
-                break
-        ends_here = accepting[states]  # the terminal may end here, with more bytes to come
-        if ends_here.any():
-            split_rows.append(rows[ends_here])
-            split_at.append(np.full(int(np.count_nonzero(ends_here)), position, dtype=np.int32))
-        states = table[states, vocab.matrix[rows, position]]
-        alive = states >= 0
-        rows, states = rows[alive], states[alive]
-        position += 1
-    accepted = vocab.ids[np.concatenate(accepted_rows)] if accepted_rows else np.zeros(0, dtype=np.int32)
-    if split_rows:
-        tokens = vocab.ids[np.concatenate(split_rows)]
-        splits = np.concatenate(split_at)
-        keep = ~np.isin(tokens, accepted)  # a token that stays inside needs no split
-        tokens, splits = tokens[keep], splits[keep]
+    staying = np.zeros(0, dtype=np.int64)
+    loop = table[state] == state
+    if rows.size > _LOOP_SHORTCUT_ROWS and loop.any():
+        outside_loop = ~np.packbits(loop, bitorder="little").view(np.uint64)
+        sets = vocab.byte_sets
+        # Over all rows at once (cheaper than gathering), then restricted to `rows`.
+        leaves = (sets[0] & outside_loop[0]) | (sets[1] & outside_loop[1])
+        leaves |= (sets[2] & outside_loop[2]) | (sets[3] & outside_loop[3])
+        stays = leaves[rows] == 0
+        staying, rows = rows[stays], rows[~stays]
+    ended, split_index, split_position = _walk(
+        auto, vocab, rows, np.zeros(rows.shape[0], dtype=np.int64), np.full(rows.shape[0], state, dtype=np.int32)
+    )
+    accepted_rows = np.concatenate([staying, rows[ended]])
+    if split_index.size:
+        survived = np.zeros(rows.shape[0], dtype=np.bool_)
+        survived[ended] = True
+        keep = ~survived[split_index]  # a token that stays inside needs no split
+        tokens = vocab.ids[rows[split_index[keep]]].astype(np.int32)
+        splits = split_position[keep].astype(np.int32)
         order = np.lexsort((splits, tokens))
-        tokens, splits = tokens[order].astype(np.int32), splits[order].astype(np.int32)
+        tokens, splits = tokens[order], splits[order]
     else:
         tokens = np.zeros(0, dtype=np.int32)
         splits = np.zeros(0, dtype=np.int32)
-    return Classification(TokenSet.from_ids(accepted, vocab.vocab_size), tokens, splits)
+    return Classification(TokenSet.from_ids(vocab.ids[accepted_rows], vocab.vocab_size), tokens, splits)
 
 
 # -- context expansion: the entries of one grammar ------------------------------------------------
@@ -321,25 +371,27 @@ class EntryStore:
             self._rows[terminal][state] = entry
 
     def _expand(self, terminal: int, classification: Classification) -> LexemeEntry:
-        token_bytes = self.vocabulary.token_bytes
+        vocab = self.vocabulary
         token_ids, split_at = classification.split_tokens, classification.split_at
-        suffixes = [token_bytes[t][k:] for t, k in zip(token_ids.tolist(), split_at.tolist())]
-        followers = sorted(self.follow[terminal])
-        inside, resplit = _follower_readings(suffixes, followers, self.tables.dfas)
+        split_rows = vocab.row_of_id[token_ids]
+        inside, resplit = _follower_readings(vocab, split_rows, split_at, sorted(self.follow[terminal]), self.tables)
         context = self.context
         # Context expansion: a suffix that ends follower F and goes on is kept only if what comes
         # after F can be read by a terminal that may follow F, and so on to the suffix's end. If
         # %ignore terminals alone can read the rest, F being expected decides it: count it inside F.
         chain_pairs, chain_first, chain_second, deep_pairs, deep_first = [], [], [], [], []
         inside_pairs, inside_terms = inside[0].tolist(), inside[1].tolist()
+        token_bytes = vocab.token_bytes
+        tokens, splits = token_ids.tolist(), split_at.tolist()
         for p, f in zip(resplit[0].tolist(), resplit[1].tolist()):
-            if not context.readable_within(f, suffixes[p]):
+            suffix = token_bytes[tokens[p]][splits[p] :]
+            if not context.readable_within(f, suffix):
                 continue
-            if context.ends_then_ignorable(f, suffixes[p]):
+            if context.ends_then_ignorable(f, suffix):
                 inside_pairs.append(p)
                 inside_terms.append(f)
                 continue
-            seconds, deeper = context.chains(f, suffixes[p])
+            seconds, deeper = context.chains(f, suffix)
             for g in seconds:
                 chain_pairs.append(p)
                 chain_first.append(f)
@@ -348,7 +400,7 @@ class EntryStore:
                 deep_pairs.append(p)
                 deep_first.append(f)
         # Pairs no follower can read are rejected in every context: drop them.
-        keep = np.zeros(len(suffixes), dtype=np.bool_)
+        keep = np.zeros(len(tokens), dtype=np.bool_)
         keep[inside_pairs] = True
         keep[chain_pairs] = True
         keep[deep_pairs] = True
@@ -375,49 +427,31 @@ class EntryStore:
 
 
 def _follower_readings(
-    suffixes: list[bytes], followers: list[int], dfas: list[ByteDFA]
+    vocab: Vocabulary, rows: np.ndarray, offsets: np.ndarray, followers: list[int], tables: EarleyTables
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """How each follower terminal F reads each suffix, as (suffix indices, terminal ids) pairs:
-    ``inside`` when F's DFA stays alive to the suffix's end, ``resplit`` when it dies after
-    passing an accepting state (F may end inside the suffix and other terminals take over).
-    Only the suffixes whose first byte F can read are walked, and only while alive."""
+    """How each follower terminal F reads each suffix (vocabulary row ``rows[i]`` from byte
+    ``offsets[i]``), as (suffix indices, terminal ids) pairs: ``inside`` when F's DFA stays alive
+    to the suffix's end, ``resplit`` when it dies after passing an accepting state (F may end
+    inside the suffix and other terminals take over). Only the suffixes whose first byte F can
+    read are walked, and only while alive."""
     inside_pairs, inside_terms, resplit_pairs, resplit_terms = [], [], [], []
-    if suffixes and followers:
-        lengths = np.array([len(x) for x in suffixes], dtype=np.int64)
-        width = int(lengths.max())
-        flat = np.frombuffer(b"".join(x.ljust(width, b"\0") for x in suffixes), dtype=np.uint8)
-        matrix = flat.reshape(len(suffixes), width)
-        dfa_initial = [dfa.initial for dfa in dfas]
+    if rows.size and followers:
+        first_bytes = vocab.matrix[rows, offsets]
         for terminal in followers:
-            auto = automaton(dfas[terminal])
-            table, accepting = auto.table, auto.accepting
-            rows = np.flatnonzero(table[dfa_initial[terminal], matrix[:, 0]] >= 0)
-            states = table[dfa_initial[terminal], matrix[rows, 0]]
-            reached_accept = np.zeros(0, dtype=np.int64)
-            reached: list[np.ndarray] = []
-            inside_rows: list[np.ndarray] = []
-            position = 1
-            while rows.size:
-                ended = lengths[rows] == position
-                if ended.any():
-                    inside_rows.append(rows[ended])
-                    going = ~ended
-                    rows, states = rows[going], states[going]
-                    if not rows.size:
-                        break
-                ends_here = accepting[states]
-                if ends_here.any():
-                    reached.append(rows[ends_here])
-                states = table[states, matrix[rows, position]]
-                alive = states >= 0
-                rows, states = rows[alive], states[alive]
-                position += 1
-            inside_here = np.concatenate(inside_rows) if inside_rows else np.zeros(0, dtype=np.int64)
-            if reached:
-                reached_accept = np.setdiff1d(np.concatenate(reached), inside_here)
+            auto = automaton(tables.dfas[terminal])
+            initial = tables.dfa_initial[terminal]
+            candidates = np.flatnonzero(auto.table[initial, first_bytes] >= 0)
+            if not candidates.size:
+                continue
+            ended, split_index, _ = _walk(
+                auto, vocab, rows[candidates], offsets[candidates],
+                np.full(candidates.shape[0], initial, dtype=np.int32),
+            )
+            inside_here = candidates[ended]
+            resplit_here = np.setdiff1d(candidates[split_index], inside_here) if split_index.size else split_index
             for selected, store_p, store_t in (
                 (inside_here, inside_pairs, inside_terms),
-                (reached_accept, resplit_pairs, resplit_terms),
+                (resplit_here, resplit_pairs, resplit_terms),
             ):
                 store_p.append(selected.astype(np.int64))
                 store_t.append(np.full(selected.size, terminal, dtype=np.int32))
