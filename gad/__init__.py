@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from gad.matcher import GrammarMatcher, explain
     from gad.samplers.asap import ASApSampler
     from gad.samplers.awrs import AWRSSampler
+    from gad.samplers.base import Sampler
+    from gad.samplers.cars import CARSSampler
     from gad.samplers.gcd import GCDSampler
+    from gad.samplers.mcmc import MCMCSampler
     from gad.samplers.smc import SMC, SMCResult
     from gad.tokenizer import TokenizerInfo
 
@@ -64,7 +67,10 @@ _LAZY = {
     "explain": "gad.matcher",
     "ASApSampler": "gad.samplers.asap",
     "AWRSSampler": "gad.samplers.awrs",
+    "Sampler": "gad.samplers.base",
+    "CARSSampler": "gad.samplers.cars",
     "GCDSampler": "gad.samplers.gcd",
+    "MCMCSampler": "gad.samplers.mcmc",
     "SMC": "gad.samplers.smc",
     "SMCResult": "gad.samplers.smc",
     "TokenizerInfo": "gad.tokenizer",
@@ -106,6 +112,7 @@ __all__ = [
     "ASApLogitsProcessor",
     "ASApSampler",
     "AWRSSampler",
+    "CARSSampler",
     "ExactDistribution",
     "allocate_token_bitmask",
     "apply_token_bitmask_inplace",
@@ -123,10 +130,12 @@ __all__ = [
     "GrammarMatcher",
     "HuggingFaceLM",
     "LanguageModel",
+    "MCMCSampler",
     "NGramLM",
     "RollbackError",
     "SMC",
     "SMCResult",
+    "Sampler",
     "SchemaError",
     "TableLM",
     "TokenError",

@@ -35,13 +35,11 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import Constraint, ConstraintLike, as_constraint_factory, next_token_mask
 from gad.errors import ConfigurationError
 from gad.lm import LanguageModel
-from gad.matcher import GrammarMatcher
-from gad.samplers import fit_mask
+from gad.samplers.base import temper
 
 __all__ = ["ExactDistribution", "exact_distribution", "expected_future_grammaticality"]
 
@@ -137,7 +135,7 @@ class ExactDistribution:
 
 def exact_distribution(
     lm: LanguageModel,
-    compiled: CompiledGrammar,
+    compiled: ConstraintLike,
     prompt_ids: Sequence[int] = (),
     *,
     max_length: int,
@@ -152,7 +150,8 @@ def exact_distribution(
 
     Args:
         lm: any `gad.LanguageModel`.
-        compiled: the grammar compiled for the model's tokenizer (its EOS ids end a sentence).
+        compiled: the grammar compiled for the model's tokenizer (its EOS ids end a sentence), or
+            any constraint factory (`gad.constraint`).
         prompt_ids: the context given to the model, never to the grammar.
         max_length: the bound on the number of generated tokens, `prefix` and EOS included (what
             ``max_new_tokens`` is to a sampler).
@@ -177,13 +176,14 @@ def exact_distribution(
         raise ConfigurationError(f"`min_prob` has to be a float in [0, 1), but is {min_prob!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"`batch_size` has to be a strictly positive int, but is {batch_size!r}")
-    if not compiled.tokenizer_info.eos_token_ids:
+    constraints = as_constraint_factory(compiled)
+    if not constraints.eos_token_ids:
         raise ConfigurationError("the grammar's TokenizerInfo has no EOS token: no sentence could ever end")
     prompt = [int(t) for t in prompt_ids]
     start = tuple(int(t) for t in prefix)
     if len(start) >= max_length:
         raise ConfigurationError(f"the prefix has {len(start)} tokens, which leaves none of `max_length` = {max_length}")
-    eos = frozenset(compiled.tokenizer_info.eos_token_ids)
+    eos = frozenset(constraints.eos_token_ids)
     temperature = float(temperature)
     log_min = math.log(min_prob) if min_prob > 0 else -math.inf
 
@@ -191,7 +191,7 @@ def exact_distribution(
     logp_model: dict[TokenSeq, float] = {}
     pruned = 0.0
     expanded = 0
-    matcher = GrammarMatcher(compiled)
+    matcher = constraints()
     if not all(matcher.accept_token(t) for t in start) or matcher.is_terminated():
         return ExactDistribution({}, {}, 0.0, 0.0, max_length, start, temperature, 0)
 
@@ -199,7 +199,7 @@ def exact_distribution(
     # chunks, so a KV-caching model (`HuggingFaceLM`) extends its previous batch by one token
     # whenever a chunk's children fit in one batch, instead of re-reading the prompt per row.
     # An entry is (tokens, matcher, log P_T, log P).
-    Entry = tuple[TokenSeq, GrammarMatcher, float, float]
+    Entry = tuple[TokenSeq, Constraint, float, float]
     stack: list[list[Entry]] = [[(start, matcher, 0.0, 0.0)]]
     open_mass = 0.0
     while stack:
@@ -216,12 +216,11 @@ def exact_distribution(
                 f"the enumeration needs more than max_expanded={max_expanded} prefixes: lower "
                 "`max_length`, raise `min_prob`, or raise `max_expanded`"
             )
-        rows = lm.next_token_logprobs([prompt + list(tokens) for tokens, *_ in chunk]).double()
-        tempered = rows if temperature == 1.0 else torch.log_softmax(rows / temperature, dim=-1)
+        rows = lm.next_token_logprobs([prompt + list(tokens) for tokens, *_ in chunk]).detach().cpu().double().numpy()
+        tempered = rows if temperature == 1.0 else temper(rows, temperature)
         children: list[Entry] = []
         for b, (tokens, parent, lp_t, lp_m) in enumerate(chunk):
-            mask = fit_mask(parent.next_token_mask(), rows.shape[-1])
-            allowed = torch.nonzero(mask, as_tuple=True)[0]
+            allowed = np.flatnonzero(next_token_mask(parent, constraints.vocab_size, rows.shape[-1]))
             step_t = tempered[b, allowed].tolist()
             step_m = rows[b, allowed].tolist()
             for token, st, sm in zip(allowed.tolist(), step_t, step_m):
@@ -246,7 +245,7 @@ def exact_distribution(
 
 def expected_future_grammaticality(
     lm: LanguageModel,
-    compiled: CompiledGrammar,
+    compiled: ConstraintLike,
     prefix: Sequence[int],
     prompt_ids: Sequence[int] = (),
     *,

@@ -32,6 +32,7 @@ from gad.decoding import Decoder, ForcedTokenizer
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar
 from gad.lm import HuggingFaceLM, LanguageModel, as_language_model
+from gad.samplers import SAMPLERS as _REGISTRY
 from gad.samplers import FinishReason, Sample
 from gad.samplers.asap import ASApSampler
 from gad.samplers.gcd import GCDSampler, check_sampling_args
@@ -47,7 +48,8 @@ __all__ = [
 ]  # fmt: skip
 
 #: The sampler names `generate` accepts, and whether each is available yet.
-SAMPLERS: dict[str, bool] = {"gcd": True, "asap": True, "smc": True}
+# The registry of samplers by name (`gad.samplers.SAMPLERS`): gcd, asap, smc, awrs, cars, mcmc.
+SAMPLERS = _REGISTRY
 
 GrammarLike = Union[Grammar, CompiledGrammar, str, "os.PathLike[str]"]
 Message = dict[str, str]
@@ -486,6 +488,9 @@ def generate(
     elif sampler == "smc":
         chosen = SMC(lm, compiled, temperature=temperature)
         steps = max_new_tokens
+    elif sampler != "gcd":  # awrs, cars, mcmc: straight from the registry
+        chosen = _REGISTRY[sampler].for_generate(lm, compiled, temperature=temperature, greedy=greedy)
+        steps = chosen.progress_total(n, max_new_tokens)
     else:
         chosen = GCDSampler(lm, compiled, temperature=temperature, greedy=greedy)
         steps = max_new_tokens

@@ -15,6 +15,9 @@ token-id tuples). Two measures, each as a function of the number of samples n (P
   over the complete samples, against the ideal ``E_Q[log P(w)]``. When Q cannot be enumerated,
   `importance_estimate` gives a consistent estimate of the ideal (and of ``Z``) from any sampler's
   own samples, weighting each by ``P(w) / q(w)`` (``logprob_model - logprob_sampler``).
+
+For tests and benchmarks that must *decide* whether samples come from Q, `chi_square_test` is
+Pearson's goodness-of-fit test of the complete samples against Q, with its p-value.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from gad.errors import ConfigurationError
 from gad.exact import ExactDistribution, as_probabilities
 
 __all__ = [
     "PRUNED",
+    "ChiSquare",
     "ImportanceEstimate",
+    "chi_square_power",
+    "chi_square_test",
     "empirical_distribution",
     "expected_logprob_curve",
     "importance_estimate",
@@ -133,6 +140,115 @@ def kl_divergence(
     if not empirical:
         raise ConfigurationError("no complete sample: the KL divergence is undefined")
     return _kl(empirical, target)
+
+
+@dataclass(frozen=True)
+class ChiSquare:
+    """Pearson's goodness-of-fit test of samples against Q (`chi_square_test`).
+
+    Attributes:
+        statistic: ``Σ_k (O_k − n q_k)² / (n q_k)`` over the bins.
+        dof: degrees of freedom, bins − 1.
+        p_value: the probability that samples drawn from Q give a statistic at least this large
+            (the chi-square approximation; 0.0 when a sample lies outside Q's support).
+        n: the complete samples tested.
+        outside: how many of them Q gives no mass.
+    """
+
+    statistic: float
+    dof: int
+    p_value: float
+    n: int
+    outside: int
+
+
+def chi_square_test(
+    samples: Iterable[Any],
+    exact: ExactDistribution | Mapping[Hashable, float],
+    key: Key | None = None,
+    *,
+    min_expected: float = 5.0,
+) -> ChiSquare:
+    """Test whether the complete samples are independent draws from Q.
+
+    Outcomes whose expected count ``n · Q(w)`` is below `min_expected` are pooled into one bin
+    (and that bin into the smallest other one if it is still below), so the chi-square
+    approximation holds. A sample Q gives no mass makes the p-value 0.
+
+    Args:
+        samples: `Sample`s, `GenerationResult`s or token-id tuples; incomplete ones are left out.
+        exact: Q, an `ExactDistribution` or a mapping from key to (unnormalised) probability.
+        key: map token ids to what is compared, on both sides.
+        min_expected: the smallest expected count of a bin.
+    """
+    target = _target(exact, key)
+    counts: Counter[Hashable] = Counter()
+    for sample in samples:
+        ids, complete = _token_ids(sample)
+        if complete:
+            counts[key(ids) if key is not None else ids] += 1
+    n = sum(counts.values())
+    if n == 0:
+        raise ConfigurationError("no complete sample: nothing to test")
+    outside = sum(c for k, c in counts.items() if target.get(k, 0.0) <= 0)
+    bins: list[tuple[float, int]] = []  # (expected, observed)
+    pooled_e, pooled_o = 0.0, 0
+    for k, q in sorted(target.items(), key=lambda kv: kv[1], reverse=True):
+        e, o = n * q, counts.get(k, 0)
+        if e >= min_expected:
+            bins.append((e, o))
+        else:
+            pooled_e, pooled_o = pooled_e + e, pooled_o + o
+    if pooled_e > 0:
+        if pooled_e >= min_expected or not bins:
+            bins.append((pooled_e, pooled_o))
+        else:
+            e, o = bins.pop()
+            bins.append((e + pooled_e, o + pooled_o))
+    statistic = math.fsum((o - e) ** 2 / e for e, o in bins)
+    dof = len(bins) - 1
+    if outside:
+        p_value = 0.0
+    elif dof == 0:
+        p_value = 1.0
+    else:
+        # The regularised upper incomplete gamma function: Q(dof/2, χ²/2).
+        p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                                torch.tensor(statistic / 2, dtype=torch.float64)))  # fmt: skip
+    return ChiSquare(statistic, dof, p_value, n, outside)
+
+
+def chi_square_power(
+    exact: ExactDistribution | Mapping[Hashable, float],
+    n: int,
+    *,
+    bias: float = 0.05,
+    alpha: float = 1e-3,
+    trials: int = 200,
+    seed: int = 0,
+) -> float:
+    """How often `chi_square_test` at level `alpha` rejects `n` samples from a distribution
+    `bias` away from Q in total variation (estimated over `trials` simulated sample sets).
+
+    The alternative moves `bias` of mass from Q's most likely outcome to its second: of the
+    two-outcome moves, the one the test sees least (the smallest relative change). A test
+    design is strong enough to see that bias when this is close to 1.
+    """
+    target = _target(exact, None)
+    items = sorted(target.items(), key=lambda kv: kv[1], reverse=True)
+    if len(items) < 2 or items[0][1] < bias:
+        raise ConfigurationError(f"Q needs two outcomes and one of probability ≥ {bias} to be biased by {bias}")
+    keys = [k for k, _ in items]
+    biased = np.array([q for _, q in items])
+    biased[0] -= bias
+    biased[1] += bias
+    rng = np.random.default_rng(seed)
+    rejected = 0
+    for _ in range(trials):
+        counts = rng.multinomial(n, biased / biased.sum())
+        draws = [k for k, c in zip(keys, counts.tolist()) for _ in range(c)]
+        rejected += chi_square_test(draws, target).p_value < alpha
+    return rejected / trials
 
 
 def _checkpoints(n: int, checkpoints: Sequence[int] | None) -> list[int]:

@@ -152,28 +152,181 @@ def test_nothing_allowed_gives_minus_inf_without_an_exception(estimator: str) ->
 
 @pytest.mark.parametrize("estimator", SAMPLED)
 @pytest.mark.parametrize("case", ["random-a", "rare-allowed"])
-def test_mask_after_keeps_the_weights_unbiased_and_bounds_the_checks(estimator: str, case: str) -> None:
-    """After one rejection in a run the step finishes with the whole mask (W = Z given x): still
-    properly weighted, at most one rejection per run, and W = Z exactly whenever it switched."""
+def test_mask_after_bounds_the_checks(estimator: str, case: str) -> None:
+    """After one rejection in a run the step finishes with the whole mask: at most one checked
+    rejection per run (plus the recursive estimator's one extra check), and for the recursive
+    estimator W = Z exactly whenever it switched (its conditional expectation given x)."""
     p, allowed = CASES[case]
     z = sum(p[t] for t in allowed)
     mask = np.array([t in allowed for t in range(len(p))])
     rng = np.random.default_rng(0)
-    n = 3000
     steps = [
-        awrs_step(p, allowed.__contains__, rng, estimator=estimator, mask=lambda: mask, mask_after=1) for _ in range(n)
+        awrs_step(p, allowed.__contains__, rng, estimator=estimator, mask=lambda: mask, mask_after=1) for _ in range(500)
     ]
     assert all(s.rejections <= 2 for s in steps) and any(s.masked for s in steps)
-    assert all(math.exp(s.log_weight) == pytest.approx(z) for s in steps if s.masked)
-    tokens = np.array([s.token for s in steps])
-    weights = np.exp([s.log_weight for s in steps])
-    assert abs(weights.mean() - z) <= 5 * weights.std(ddof=1) / math.sqrt(n) + 1e-12
-    for x in allowed:
-        q = p[x] / z
-        assert abs(np.mean(tokens == x) - q) <= 5 * math.sqrt(q * (1 - q) / n) + 1e-12
+    if estimator == "recursive":
+        assert all(math.exp(s.log_weight) == pytest.approx(z) for s in steps if s.masked)
 
 
-@pytest.mark.parametrize("estimator", SAMPLED)
+# -- the implementation, exactly: every draw order enumerated ------------------------------------------
+
+
+class ScriptedRace:
+    """A `Race` that follows a given order (the tokens of `removed` and of probability 0 skipped)."""
+
+    def __init__(self, order: tuple[int, ...], p: np.ndarray, removed=()) -> None:
+        gone = set(removed)
+        self.rest = [t for t in order if t not in gone and p[t] > 0]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        if not self.rest:
+            raise StopIteration
+        return self.rest.pop(0)
+
+    def until_allowed(self, allowed: np.ndarray):
+        before = []
+        while self.rest:
+            t = self.rest.pop(0)
+            if allowed[t]:
+                return before, t
+            before.append(t)
+        return before, None
+
+
+class NeedSecondOrder(Exception):
+    def __init__(self, removed) -> None:
+        self.removed = tuple(removed)
+
+
+def exact_moments(p: np.ndarray, allowed: set[int], **options) -> dict[int, float]:
+    r"""``{t: E[W · 1[x = t]]}`` of `awrs_step` (the implementation itself), summing over every
+    first-run order and, for "two-run", every second-run order over V \ R1, each with its
+    Plackett–Luce probability. The step uses no other randomness for these estimators."""
+    vocab = [t for t in range(len(p)) if p[t] > 0]
+    mask = np.array([t in allowed for t in range(len(p))])
+    moments = {t: 0.0 for t in allowed}
+
+    def run(first, second=None):
+        calls = []
+
+        def race(q, rng, removed):
+            calls.append(removed)
+            if len(calls) == 1:
+                return ScriptedRace(first, q, removed)
+            if second is None:
+                raise NeedSecondOrder(removed)
+            return ScriptedRace(second, q, removed)
+
+        return awrs_step(p, allowed.__contains__, None, mask=lambda: mask, race=race, **options)
+
+    for order, prob in plackett_luce(p, vocab):
+        try:
+            outcomes = [(run(order), prob)]
+        except NeedSecondOrder as need:
+            rest = [t for t in vocab if t not in set(need.removed)]
+            outcomes = [(run(order, order2), prob * prob2) for order2, prob2 in plackett_luce(p, rest)]
+        for step, weight in outcomes:
+            if step.token is not None:
+                moments[step.token] += weight * math.exp(step.log_weight)
+    return moments
+
+
+EXACT_OPTIONS = [
+    ("recursive", {}),
+    ("recursive", {"mask_after": 1}),
+    ("recursive", {"mask_after": 2}),
+    ("recursive", {"max_rejects": 1}),
+    ("recursive", {"max_rejects": 2}),
+    ("recursive", {"max_rejects": 3, "mask_after": 2}),
+    ("two-run", {}),
+    ("two-run", {"mask_after": 1}),
+    ("two-run", {"mask_after": 2}),
+]
+
+
+@pytest.mark.parametrize("estimator, options", EXACT_OPTIONS)
+@pytest.mark.parametrize("seed", range(4))
+def test_implementation_is_properly_weighted_exactly(estimator: str, options: dict, seed: int) -> None:
+    """E[W · 1[x = t]] = P(t) for every allowed t — proper weighting, computed exactly through
+    `awrs_step` itself over every draw order of a 5-token vocabulary: with and without the switch
+    to the mask (`mask_after`) and the budget (`max_rejects`)."""
+    p, allowed = random_case(seed, vocab=5)
+    moments = exact_moments(p, allowed, estimator=estimator, **options)
+    for t in allowed:
+        assert moments[t] == pytest.approx(p[t], rel=1e-9), (t, moments)
+
+
+def test_the_exact_check_sees_the_old_mask_after_bias() -> None:
+    """The substitution W = Z at the switch (what gad did before) is biased for "two-run": the same
+    enumeration over orders finds E[W | x] off by more than 5% — so the exact test above would
+    have caught it."""
+    worst = 0.0
+    for seed in range(4):
+        p, allowed = random_case(seed, vocab=5)
+        z = sum(p[t] for t in allowed)
+        vocab = list(range(5))
+        total = mass = 0.0
+        for order, prob in plackett_luce(p, vocab):
+            x, r1 = first_allowed(order, allowed)
+            mass += prob
+            if len(r1) >= 1:  # mask_after=1: switched during the first run
+                total += prob * z
+                continue
+            m = 1 - sum(p[r] for r in r1)
+            for order2, prob2 in plackett_luce(p, [t for t in vocab if t not in r1]):
+                _, r2 = first_allowed(order2, allowed)
+                total += prob * prob2 * (z if len(r2) >= 1 else m / (len(r1) + len(r2) + 1))
+        worst = max(worst, abs(total / mass - z) / z)
+    assert worst > 0.05
+
+
+# -- the implementation, statistically (the real Gumbel race), strong enough to see a 5% bias -------------
+
+# A budget that often runs out (Z = 0.03 with max_rejects=2), and the two-run estimator where
+# Z = 0.03, give weights too variable to see 5% with 20,000 draws (the test's own power check
+# fails); they are checked exactly above instead.
+STAT_OPTIONS = [
+    (case, e, o)
+    for case in ("random-b", "rare-allowed")
+    for e in SAMPLED
+    for o in ({}, {"mask_after": 1}, {"mask_after": 3}, {"max_rejects": 2}, {"max_rejects": 4, "mask_after": 2})
+    if not (e == "two-run" and "max_rejects" in o)
+    and not (case == "rare-allowed" and ("max_rejects" in o or e == "two-run"))
+]
+
+
+@pytest.mark.parametrize("case, estimator, options", STAT_OPTIONS)
+def test_weights_are_properly_weighted_with_switch_and_budget(case: str, estimator: str, options: dict) -> None:
+    """E[W · 1[x = t]] = P(t) within 4 standard errors, with enough draws that 4 standard errors
+    of E[W] are below 5% of Z."""
+    p, allowed = CASES[case]
+    z = sum(p[t] for t in allowed)
+    mask = np.array([t in allowed for t in range(len(p))])
+    rng = np.random.default_rng(1)
+    n = 20_000
+    tokens = np.full(n, -1)
+    weights = np.zeros(n)
+    for i in range(n):
+        step = awrs_step(p, allowed.__contains__, rng, estimator=estimator, mask=lambda: mask, **options)
+        if step.token is not None:
+            tokens[i], weights[i] = step.token, math.exp(step.log_weight)
+    se = weights.std(ddof=1) / math.sqrt(n)
+    assert 4 * se < 0.05 * z  # the test can see a 5% bias
+    assert abs(weights.mean() - z) <= 4 * se
+    for t in allowed:
+        wt = np.where(tokens == t, weights, 0.0)
+        assert abs(wt.mean() - p[t]) <= 4 * wt.std(ddof=1) / math.sqrt(n) + 1e-12, t
+
+
+def test_two_run_refuses_a_budget() -> None:
+    with pytest.raises(ConfigurationError, match="'two-run' estimator has no properly weighted form with `max_rejects`"):
+        awrs_step(np.array([0.5, 0.5]), bool, np.random.default_rng(0), estimator="two-run", max_rejects=3)
+
+
+@pytest.mark.parametrize("estimator", ["recursive", "geometric"])
 def test_max_rejects_bounds_the_work(estimator: str) -> None:
     p = np.array([0.45, 0.45, 0.05, 0.05])
     allowed = {3}

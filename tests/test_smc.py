@@ -92,6 +92,32 @@ def test_z_hat_is_unbiased(estimator: str) -> None:
     assert sum(len(r.resampled_at) for r in results) > 0
 
 
+# A 200-token vocabulary (14 letters and 185 letter pairs, EOS) where the model gives EOS 0.3 and
+# each other token 0.7/199, and the grammar allows 2 or 3 letters from a-g: a step finds an
+# allowed token only after ~30 rejections, so with mask_after=2 nearly every step switches to
+# the mask — the path where the two-run and geometric weights used to be biased upwards.
+_LETTERS = "abcdefghijklmn"
+_WORDS = [c.encode() for c in _LETTERS] + [(a + b).encode() for a in _LETTERS for b in _LETTERS]
+WIDE_INFO = gad.TokenizerInfo.from_vocab(_WORDS[:199] + [b"<eos>"], eos_token_id=199)
+WIDE = gad.GrammarCompiler(WIDE_INFO).compile(gad.Grammar.from_lark("start: /[a-g]{2,3}/"))
+WIDE_LM = gad.TableLM({}, vocab_size=200, default=[0.7 / 199] * 199 + [0.3])
+
+
+@pytest.mark.parametrize("estimator", ["recursive", "two-run", "geometric"])
+def test_z_hat_is_unbiased_when_steps_switch_to_the_mask(estimator: str) -> None:
+    """E[Ẑ] = Z within 4 standard errors, with enough runs that 4 standard errors are below 5% of
+    Z, on a problem where almost every step switches to the mask (``mask_after=2``)."""
+    exact = exact_distribution(WIDE_LM, WIDE, max_length=4)
+    smc = SMC(WIDE_LM, WIDE, estimator=estimator, mask_after=2)
+    results = runs(smc, 16, 1000, 4)
+    masks = sum(sum(r.masks_per_step) for r in results)
+    assert masks > 0.5 * sum(sum(r.tokens_per_step) for r in results)  # most steps switched
+    z_hat = np.exp([r.log_marginal_likelihood for r in results])
+    se = z_hat.std(ddof=1) / math.sqrt(len(z_hat))
+    assert 4 * se < 0.05 * exact.z
+    assert abs(z_hat.mean() - exact.z) <= 4 * se
+
+
 @pytest.mark.parametrize("resampling", RESAMPLING)
 def test_unnormalised_posterior_is_unbiased_for_each_sentence(resampling: str) -> None:
     """E[Ẑ · π̂(w)] = P(w) · 1[w ∈ L(G)] for every sentence w: the sharpest check of SMC, exact for

@@ -16,7 +16,9 @@ sentence), and ĉ(u) = Σ_t P_T(t | u) · ĉ(ut). The next token is drawn with p
 ``∝ P_T(t | u) · ĉ(ut)``. After every sampled token the new node's ĉ is computed and pushed up to
 the root (each ancestor's ĉ recomputed from its children). Each ĉ(u) is an over-approximation of
 c(u) that never increases and converges to it as the trie fills, so the sampling distribution
-converges to Q. The first sample is a GCD sample.
+converges to Q. The first sample is a GCD sample. (ĉ(u) is also exactly the probability mass,
+under P_T, of the continuations of u not yet known to be dead — the "excluded mass" trie that
+`gad.samplers.cars` turns into an exact rejection sampler.)
 
 **Fixes over the reference code** (design notes):
 
@@ -45,7 +47,15 @@ JSON metadata, no pickle, format-versioned, written to a temporary file and rena
 recomputing the root's next-token distribution) the model. Each stored entry costs 24 bytes
 (int32 id, float32 model log-prob, float64 P_T and ĉ) plus about 200 bytes of Python per node;
 `TrieStore.stats()` reports it, and ``max_nodes`` bounds it: beyond the bound new prefixes are
-still expanded, used and pushed up for the sample that made them, but not kept.
+still expanded and used by the sample that reached them, but neither kept nor pushed up, so the
+kept trie's ĉ still only decreases (it just stops learning below its frontier, where ĉ stays 1
+for unvisited children).
+
+**Seeds.** Sample k of a trie — k counts every sample the trie has recorded, across calls and
+after `load` — draws from a generator seeded by ``(seed, k)``. Calling `ASApSampler.sample`
+again with the same explicit seed therefore continues with fresh random numbers instead of
+replaying the first call's against a grown trie (which kept KL at 1.10 nats instead of 0.016),
+and a fresh sampler replays a whole sequence of calls exactly.
 
 **Cost.** Per token: one mask (only for a new node), one LM row (only for a new node), and one
 dot product of length |allowed| per ancestor to push ĉ up — O(depth · |allowed|), so a sample of
@@ -56,7 +66,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -64,14 +73,13 @@ import numpy as np
 import torch
 
 from gad.compiler import CompiledGrammar, grammar_fingerprint, tokenizer_fingerprint
+from gad.constraint import Constraint, ConstraintFactory, ConstraintLike, as_constraint_factory
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
-from gad.matcher import GrammarMatcher
-from gad.samplers import Sample, fit_mask
-from gad.samplers.gcd import check_sampling_args
+from gad.samplers.base import Sample, Sampler, check_sampling_args, draw, seed_for, temper
 from gad.storage import load_arrays, save_arrays
 
-__all__ = ["ASApSampler", "ExpectedFuturesTrie", "TrieNode", "TrieStore"]
+__all__ = ["ASApSampler", "ExpectedFuturesTrie", "TrieNode", "TrieStore", "sampling_distribution"]
 
 FORMAT = "gad-asap-trie"
 FORMAT_VERSION = 1
@@ -165,30 +173,42 @@ class ExpectedFuturesTrie:
 
     # -- building ---------------------------------------------------------------------------------
 
-    def expand(self, node: TrieNode, logprobs: torch.Tensor, mask: torch.Tensor) -> None:
+    def is_kept(self, node: TrieNode) -> bool:
+        """Whether `node` is stored in the trie (False for a transient node beyond `max_nodes`)."""
+        return node.parent is None or node.parent.children.get(node.index) is node
+
+    def expand(
+        self, node: TrieNode, logprobs: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray, *, push: bool = True
+    ) -> None:
         """Give an unexpanded node its next-token distribution and push its ĉ up to the root.
 
         Args:
             node: the node of prefix u.
             logprobs: ``float[V]``, ``log P(· | u)`` from the model (temperature 1, normalised).
             mask: ``bool[V]``, the grammar's next-token mask after u.
+            push: push ĉ(u) up now (`propagate`); False leaves it to the caller (CARS pushes a
+                batch's new nodes after the batch). A transient node is never pushed up.
         """
         if node.expanded:
             return
-        logprobs = logprobs.detach().double().cpu()
-        tempered = logprobs if self.temperature == 1.0 else torch.log_softmax(logprobs / self.temperature, dim=-1)
-        allowed = torch.nonzero(mask.cpu() & (tempered > -math.inf), as_tuple=True)[0]
-        node.ids = allowed.numpy().astype(np.int32)
-        node.logp = logprobs[allowed].numpy().astype(np.float32)
-        node.p = tempered[allowed].exp().numpy()
+        if isinstance(logprobs, torch.Tensor):
+            logprobs = logprobs.detach().cpu().numpy()
+        logprobs = np.asarray(logprobs, dtype=np.float64)
+        tempered = temper(logprobs, self.temperature) if self.temperature != 1.0 else logprobs
+        mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        allowed = np.flatnonzero(mask & (tempered > -math.inf))
+        node.ids = allowed.astype(np.int32)
+        node.logp = logprobs[allowed].astype(np.float32)
+        node.p = np.exp(tempered[allowed])
         c = np.ones(len(node.ids))
         if node.depth >= self.max_length - 1:  # only EOS can still end within the limit
             c[~np.isin(node.ids, self.eos)] = 0.0
         node.c = c
-        if node.parent is None or node.parent.children.get(node.index) is node:  # kept, not transient
-            self.num_entries += len(node.ids)
         node.value = float(np.dot(node.p, c))
-        self.propagate(node)
+        if self.is_kept(node):
+            self.num_entries += len(node.ids)
+            if push:
+                self.propagate(node)
 
     def child(self, node: TrieNode, index: int) -> TrieNode:
         """The node of u·ids[index], created (unexpanded) if new; kept unless `max_nodes` is hit."""
@@ -210,8 +230,11 @@ class ExpectedFuturesTrie:
         """ĉ(parent) = Σ_t P_T(t | parent) · ĉ(parent·t), from `node` up to the root.
 
         Values only decrease (each child's does, and a dot product of non-negative terms in a
-        fixed order is monotone under rounding); it stops early where nothing changes.
+        fixed order is monotone under rounding); it stops early where nothing changes. A
+        transient node (not kept, see `max_nodes`) is not pushed up.
         """
+        if not self.is_kept(node):
+            return
         while node.parent is not None:
             parent = node.parent
             if parent.c[node.index] == node.value:  # type: ignore[index]
@@ -238,11 +261,8 @@ class ExpectedFuturesTrie:
         node = self.find(tokens)
         if node is None or not node.expanded:
             raise ConfigurationError(f"the prefix {tuple(tokens)} is not an expanded node of this trie")
-        w = node.weights()
-        total = w.sum()
-        if total <= 0:
-            w, total = node.p, node.p.sum()  # type: ignore[union-attr]
-        return {int(t): float(x / total) for t, x in zip(node.ids, w)}  # type: ignore[arg-type]
+        ids, q = sampling_distribution(node)
+        return dict(zip(ids.tolist(), q.tolist()))
 
     def nodes(self) -> Iterator[TrieNode]:
         """Every stored node, parents before children (depth-first)."""
@@ -271,22 +291,45 @@ class ExpectedFuturesTrie:
         )
 
 
+def sampling_distribution(node: TrieNode) -> tuple[np.ndarray, np.ndarray]:
+    """ASAp's draw step at an expanded node u: ``(ids, q)`` with ``q(t) ∝ P_T(t | u) · ĉ(ut)`` over
+    the grammatical ids, normalised. Where every ĉ is 0 (every continuation is known to be dead, or
+    past the length limit) it falls back to the plain mask, ``q ∝ P_T`` (GCD). The one function the
+    sampler and `gad.integrations.asap_hf.ASApLogitsProcessor` should both draw from.
+
+    Raises:
+        DeadEndError: the model gives probability 0 to every token the grammar allows.
+    """
+    weights = node.weights()
+    total = float(weights.sum())
+    if not total > 0:
+        weights = node.p  # type: ignore[assignment]
+        total = float(weights.sum())
+        if not total > 0:
+            raise DeadEndError(
+                "the model gives probability 0 to every token the grammar allows next; nothing can be sampled"
+            )
+    return node.ids.astype(np.int64), weights / total  # type: ignore[union-attr]
+
+
 class TrieStore:
-    """The tries of one (grammar, model, temperature), one per ``(prompt ids, max_new_tokens)``.
+    """The tries of one (constraint, model, temperature), one per ``(prompt ids, max_new_tokens)``.
 
     Args:
-        compiled: the grammar; its fingerprint (and the tokenizer's) is saved with the tries.
+        compiled: the constraint (a `CompiledGrammar` or a `gad.constraint.ConstraintFactory`);
+            its fingerprint is saved with the tries (a factory without one saves none, and such
+            a file cannot check that it is reloaded with the same constraint).
         temperature: T.
         max_nodes: the bound given to each trie (None: unbounded).
     """
 
-    def __init__(self, compiled: CompiledGrammar, temperature: float = 1.0, max_nodes: int | None = None) -> None:
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}")
+    def __init__(self, compiled: ConstraintLike, temperature: float = 1.0, max_nodes: int | None = None) -> None:
+        constraints = as_constraint_factory(compiled)
         check_sampling_args(temperature=temperature)
         if max_nodes is not None and (isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1):
             raise ConfigurationError(f"`max_nodes` has to be None or a strictly positive int, but is {max_nodes!r}")
-        self.compiled = compiled
+        self.constraints = constraints
+        self.compiled = constraints.compiled
         self.temperature = float(temperature)
         self.max_nodes = max_nodes
         self.tries: dict[TrieKey, ExpectedFuturesTrie] = {}
@@ -297,9 +340,16 @@ class TrieStore:
         trie = self.tries.get(key)
         if trie is None:
             trie = self.tries[key] = ExpectedFuturesTrie(
-                max_length, self.temperature, self.compiled.tokenizer_info.eos_token_ids, self.max_nodes
+                max_length, self.temperature, self.constraints.eos_token_ids, self.max_nodes
             )
         return trie
+
+    def same_constraint(self, other: ConstraintFactory) -> bool:
+        """Whether `other` is this store's constraint (by identity or fingerprint)."""
+        mine = self.constraints
+        if other is mine or (mine.compiled is not None and other.compiled is mine.compiled):
+            return True
+        return _fingerprints(mine) == _fingerprints(other) and mine.fingerprint is not None
 
     def stats(self) -> dict[str, float]:
         """`ExpectedFuturesTrie.stats` summed over the tries (without root_value), plus ``tries``."""
@@ -338,8 +388,7 @@ class TrieStore:
         meta = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "grammar": grammar_fingerprint(self.compiled.grammar),
-            "tokenizer": tokenizer_fingerprint(self.compiled.tokenizer_info),
+            **_fingerprints(self.constraints),
             "temperature": self.temperature,
             "max_nodes": self.max_nodes,
             "tries": tries_meta,
@@ -347,21 +396,23 @@ class TrieStore:
         save_arrays(path, arrays, meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], compiled: CompiledGrammar) -> TrieStore:
-        """Read a file written by `save`; `compiled` must be the same grammar and tokenizer."""
+    def load(cls, path: str | os.PathLike[str], compiled: ConstraintLike) -> TrieStore:
+        """Read a file written by `save`; `compiled` must be the same constraint (grammar and
+        tokenizer)."""
         path = Path(path)
+        constraints = as_constraint_factory(compiled)
         data, meta = load_arrays(path, "ASAp trie file")
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
             raise ConfigurationError(
                 f"{path}: not an ASAp trie file of version {FORMAT_VERSION} "
                 f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
             )
-        if meta.get("grammar") != grammar_fingerprint(compiled.grammar):
-            raise ConfigurationError(f"{path} holds tries for a different grammar")
-        if meta.get("tokenizer") != tokenizer_fingerprint(compiled.tokenizer_info):
-            raise ConfigurationError(f"{path} holds tries for a different tokenizer")
+        for key, value in _fingerprints(constraints).items():
+            if meta.get(key) != value:
+                what = {"grammar": "grammar", "tokenizer": "tokenizer"}.get(key, "constraint")
+                raise ConfigurationError(f"{path} holds tries for a different {what}")
         try:
-            store = cls(compiled, meta["temperature"], meta["max_nodes"])
+            store = cls(constraints, meta["temperature"], meta["max_nodes"])
             for k, info in enumerate(meta["tries"]):
                 arr = {name: data[f"t{k}_{name}"] for name in
                        ("prompt", "parent", "index", "value", "sizes", "ids", "logp", "p", "c")}
@@ -373,6 +424,17 @@ class TrieStore:
                 raise
             raise ConfigurationError(f"{path}: not a readable ASAp trie file ({type(exc).__name__}: {exc})") from None
         return store
+
+
+def _fingerprints(constraints: ConstraintFactory) -> dict[str, str | None]:
+    """What a trie file records of its constraint: the grammar's and the tokenizer's fingerprints
+    for a `CompiledGrammar`, the factory's own fingerprint otherwise."""
+    if constraints.compiled is not None:
+        return {
+            "grammar": grammar_fingerprint(constraints.compiled.grammar),
+            "tokenizer": tokenizer_fingerprint(constraints.compiled.tokenizer_info),
+        }
+    return {"constraint": constraints.fingerprint}
 
 
 def _fill(trie: ExpectedFuturesTrie, arr: dict[str, np.ndarray]) -> None:
@@ -403,27 +465,150 @@ def _fill(trie: ExpectedFuturesTrie, arr: dict[str, np.ndarray]) -> None:
         nodes.append(node)
 
 
+class TrieSampler(Sampler):
+    """What ASAp and CARS share: a `TrieStore` of expected-futures tries, its checks, save/load.
+
+    Args:
+        lm, compiled, temperature: as for every `Sampler`.
+        batch_size: how many sequences walk the trie together.
+        max_nodes: bound on each trie's nodes (None: unbounded).
+        store: continue from these tries (e.g. `TrieStore.load`); it must be for `compiled` and
+            `temperature`.
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        compiled: ConstraintLike,
+        *,
+        temperature: float = 1.0,
+        batch_size: int = 8,
+        max_nodes: int | None = None,
+        store: TrieStore | None = None,
+    ) -> None:
+        super().__init__(lm, compiled, temperature=temperature)
+        check_sampling_args(n=batch_size)
+        if store is None:
+            store = TrieStore(self.constraints, temperature, max_nodes)
+        elif not isinstance(store, TrieStore):
+            raise ConfigurationError(f"`store` has to be a TrieStore, but is {type(store).__name__}")
+        elif store.temperature != float(temperature):
+            raise ConfigurationError(
+                f"the store was built at temperature {store.temperature}, not {temperature}: its ĉ "
+                "estimates belong to another target distribution"
+            )
+        elif not store.same_constraint(self.constraints):
+            raise ConfigurationError("the store belongs to another grammar or tokenizer")
+        self.batch_size = batch_size
+        self.store = store
+        #: Work done by this sampler: model calls (forward passes) and rows, masks computed.
+        self.counts = {"model_calls": 0, "model_rows": 0, "masks": 0}
+
+    def trie(self, prompt_ids: Sequence[int], max_new_tokens: int) -> ExpectedFuturesTrie:
+        """The trie of this problem (created empty the first time)."""
+        return self.store.get(prompt_ids, max_new_tokens)
+
+    def stats(self) -> dict[str, float]:
+        """The size of every trie together (see `TrieStore.stats`)."""
+        return self.store.stats()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save every trie (see `TrieStore.save`) to continue later with `load`."""
+        self.store.save(path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        lm: LanguageModel,
+        compiled: ConstraintLike,
+        *,
+        batch_size: int = 8,
+        check_model: bool = True,
+        atol: float = 1e-3,
+        **options: object,
+    ) -> TrieSampler:
+        """A sampler continuing from the tries saved in `path` (by ASAp or CARS: the tries are
+        the same).
+
+        With `check_model`, each trie's root distribution is recomputed with `lm` and compared
+        (absolute tolerance `atol` on the stored probabilities): tries made with another model
+        or prompt handling raise `ConfigurationError` instead of silently mis-steering.
+        """
+        store = TrieStore.load(path, compiled)
+        sampler = cls(lm, compiled, temperature=store.temperature, batch_size=batch_size, store=store, **options)
+        if check_model:
+            for (prompt, _), trie in store.tries.items():
+                root = trie.root
+                if not root.expanded:
+                    continue
+                now = np.exp(temper(lm.next_token_logprobs([list(prompt)])[0], store.temperature))
+                now = now[root.ids.astype(np.int64)]  # type: ignore[union-attr]
+                if now.shape != root.p.shape or not np.allclose(now, root.p, atol=atol, rtol=0):
+                    raise ConfigurationError(
+                        f"{path}: the model's next-token distribution after prompt {list(prompt)[:8]}... "
+                        "differs from the saved trie's: it was built with another model"
+                    )
+        return sampler
+
+    def progress_total(self, n: int, max_new_tokens: int) -> int:
+        return max_new_tokens * -(-n // self.batch_size)
+
+    def _expand(self, trie: ExpectedFuturesTrie, prompt: list[int], rows: list[_Row], *, push: bool = True) -> list[TrieNode]:
+        """Expand the nodes of `rows` new to the trie: one LM call for every row (so a KV-caching
+        model extends each row by one token), one mask per new node. Returns the new nodes."""
+        fresh = [r for r in rows if not r.node.expanded]
+        if not fresh:
+            return []
+        logprobs = self.lm.next_token_logprobs([prompt + r.tokens for r in rows])
+        where = {id(r): b for b, r in enumerate(rows)}
+        first = list({id(r.node): r for r in fresh}.values())  # rows at the same new node share it
+        masks = self.masks([r.constraint for r in first], logprobs.shape[-1])
+        new = []
+        for r, mask in zip(first, masks):
+            trie.expand(r.node, logprobs[where[id(r)]], mask, push=push)
+            new.append(r.node)
+        self.counts["model_calls"] += 1
+        self.counts["model_rows"] += len(rows)
+        self.counts["masks"] += len(new)
+        return new
+
+    def _rows(self, trie: ExpectedFuturesTrie, base: int, count: int) -> list[_Row]:
+        """`count` new rows at the root; row j is sample ``trie.num_samples + j`` of the trie and
+        draws from a generator seeded by ``(base, that index)`` (see the module docstring)."""
+        first = trie.num_samples
+        return [
+            _Row(self.constraints(), trie.root, torch.Generator().manual_seed(seed_for(base, first + j)))
+            for j in range(count)
+        ]
+
+
 class _Row:
-    """One sequence being drawn: its grammar state, its trie node, what it has produced."""
+    """One sequence being drawn: its constraint state, its trie node, what it has produced."""
 
-    __slots__ = ("matcher", "node", "tokens", "logp_model", "logp_sampler", "generator", "finish")
+    __slots__ = ("constraint", "node", "tokens", "logp_model", "logp_sampler", "generator", "finish", "expected")
 
-    def __init__(self, matcher: GrammarMatcher, node: TrieNode, generator: torch.Generator) -> None:
-        self.matcher = matcher
+    def __init__(self, constraint: Constraint, node: TrieNode, generator: torch.Generator) -> None:
+        self.constraint = constraint
         self.node = node
         self.tokens: list[int] = []
         self.logp_model = 0.0
         self.logp_sampler = 0.0
         self.generator = generator
         self.finish: str | None = None
+        self.expected = 1.0  # CARS: ĉ of this row's node when its parent chose it
+
+    def uniform(self) -> float:
+        return float(torch.rand(1, generator=self.generator, dtype=torch.float64))
 
 
-class ASApSampler:
+class ASApSampler(TrieSampler):
     """Grammar-aligned sampling with a persistent expected-futures trie (see the module docstring).
 
     Args:
         lm: the model, any `gad.lm.LanguageModel`.
-        compiled: the grammar compiled for the model's tokenizer; its EOS ids end a sequence.
+        compiled: the grammar compiled for the model's tokenizer (or a constraint factory); its
+            EOS ids end a sequence.
         temperature: ``T > 0``, applied to the model's distribution before the reweighting.
         batch_size: how many sequences walk the trie together (default 8). Smaller batches learn
             more between samples (batch 1 is the paper's sequential algorithm); larger ones
@@ -442,97 +627,20 @@ class ASApSampler:
     """
 
     name = "asap"
+    guarantee = "consistent"
+    summary = "grammar-aligned sampling: the -n samples share one expected-futures trie and converge to Q"
 
     def __init__(
         self,
         lm: LanguageModel,
-        compiled: CompiledGrammar,
+        compiled: ConstraintLike,
         *,
         temperature: float = 1.0,
         batch_size: int = 8,
         max_nodes: int | None = None,
         store: TrieStore | None = None,
     ) -> None:
-        if not isinstance(lm, LanguageModel):
-            raise ConfigurationError(f"`lm` has to be a gad.LanguageModel, but is {type(lm).__name__}")
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}")
-        check_sampling_args(temperature=temperature, n=batch_size)
-        if not compiled.tokenizer_info.eos_token_ids:
-            raise ConfigurationError(
-                "the grammar's TokenizerInfo has no EOS token, so no sample could ever be complete; "
-                "build it with eos_token_ids=..."
-            )
-        if store is None:
-            store = TrieStore(compiled, temperature, max_nodes)
-        elif not isinstance(store, TrieStore):
-            raise ConfigurationError(f"`store` has to be a TrieStore, but is {type(store).__name__}")
-        elif store.temperature != float(temperature):
-            raise ConfigurationError(
-                f"the store was built at temperature {store.temperature}, not {temperature}: its ĉ "
-                "estimates belong to another target distribution"
-            )
-        elif store.compiled is not compiled and (
-            grammar_fingerprint(store.compiled.grammar) != grammar_fingerprint(compiled.grammar)
-            or tokenizer_fingerprint(store.compiled.tokenizer_info) != tokenizer_fingerprint(compiled.tokenizer_info)
-        ):
-            raise ConfigurationError("the store belongs to another grammar or tokenizer")
-        self.lm = lm
-        self.compiled = compiled
-        self.temperature = float(temperature)
-        self.batch_size = batch_size
-        self.store = store
-
-    # -- the tries ----------------------------------------------------------------------------------
-
-    def trie(self, prompt_ids: Sequence[int], max_new_tokens: int) -> ExpectedFuturesTrie:
-        """The trie of this problem (created empty the first time)."""
-        return self.store.get(prompt_ids, max_new_tokens)
-
-    def stats(self) -> dict[str, float]:
-        """The size of every trie together (see `TrieStore.stats`)."""
-        return self.store.stats()
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save every trie (see `TrieStore.save`) to continue later with `ASApSampler.load`."""
-        self.store.save(path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        lm: LanguageModel,
-        compiled: CompiledGrammar,
-        *,
-        batch_size: int = 8,
-        check_model: bool = True,
-        atol: float = 1e-3,
-    ) -> ASApSampler:
-        """A sampler continuing from the tries saved in `path`.
-
-        With `check_model`, each trie's root distribution is recomputed with `lm` and compared
-        (absolute tolerance `atol` on the stored probabilities): tries made with another model
-        or prompt handling raise `ConfigurationError` instead of silently mis-steering.
-        """
-        store = TrieStore.load(path, compiled)
-        sampler = cls(lm, compiled, temperature=store.temperature, batch_size=batch_size, store=store)
-        if check_model:
-            for (prompt, _), trie in store.tries.items():
-                root = trie.root
-                if not root.expanded:
-                    continue
-                logprobs = lm.next_token_logprobs([list(prompt)])[0].double()
-                if store.temperature != 1.0:
-                    logprobs = torch.log_softmax(logprobs / store.temperature, dim=-1)
-                now = logprobs[torch.from_numpy(root.ids.astype(np.int64))].exp().numpy()
-                if now.shape != root.p.shape or not np.allclose(now, root.p, atol=atol, rtol=0):
-                    raise ConfigurationError(
-                        f"{path}: the model's next-token distribution after prompt {list(prompt)[:8]}... "
-                        "differs from the saved trie's: it was built with another model"
-                    )
-        return sampler
-
-    # -- sampling -----------------------------------------------------------------------------------
+        super().__init__(lm, compiled, temperature=temperature, batch_size=batch_size, max_nodes=max_nodes, store=store)
 
     def sample(
         self,
@@ -546,32 +654,29 @@ class ASApSampler:
         """Draw `n` sequences after `prompt_ids`, `batch_size` at a time, updating the trie.
 
         Samples are returned in the order they were drawn (batch by batch), so sample i saw the
-        trie as samples ``0 … i-1`` (and the rest of its batch) left it.
+        trie as samples ``0 … i-1`` (and the rest of its batch) left it. ``logprob_sampler`` is
+        ``Σ_i log q_i`` with q_i ASAp's reweighted distribution (`sampling_distribution`) as it
+        was when token i was drawn.
 
         Args:
             prompt_ids: the context; it is given to the model but never to the grammar.
             n: how many sequences.
             max_new_tokens: N, the length limit (EOS included); part of the trie's key.
-            seed: sequence i draws from a generator seeded with ``seed + i``; None draws a fresh
-                seed. (Unlike GCD, a sequence also depends on every sequence drawn before it.)
+            seed: sample k of the trie (counting the samples it recorded before this call) draws
+                from a generator seeded by ``(seed, k)``; None draws a fresh seed. (Unlike GCD, a
+                sequence also depends on every sequence drawn before it.)
             progress: called with 1 after each decoding step of each batch.
 
         Raises:
             DeadEndError: no allowed token has positive probability under the model.
         """
         check_sampling_args(n=n, max_new_tokens=max_new_tokens, seed=seed)
-        prompt = [int(t) for t in prompt_ids]
-        vocab = self.lm.vocab_size
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ConfigurationError(f"a prompt token id is outside the model's vocabulary [0, {vocab})")
+        prompt = self.check_prompt(prompt_ids)
         trie = self.trie(prompt, max_new_tokens)
-        base = secrets.randbits(62) if seed is None else seed
+        base = self.base_seed(seed)
         out: list[Sample] = []
         for lo in range(0, n, self.batch_size):
-            rows = [
-                _Row(GrammarMatcher(self.compiled), trie.root, torch.Generator().manual_seed(base + i))
-                for i in range(lo, min(n, lo + self.batch_size))
-            ]
+            rows = self._rows(trie, base, min(n, lo + self.batch_size) - lo)
             self._run_batch(trie, prompt, rows, progress)
             for row in rows:
                 trie.num_samples += 1
@@ -582,41 +687,23 @@ class ASApSampler:
     def _run_batch(
         self, trie: ExpectedFuturesTrie, prompt: list[int], rows: list[_Row], progress: Callable[[int], object] | None
     ) -> None:
-        eos = set(self.compiled.tokenizer_info.eos_token_ids)
+        eos = set(self.eos_ids)
         active = rows
         for _ in range(trie.max_length):
-            # 1. Expand the nodes new to the trie (one LM call for the whole active batch, so a
-            #    KV-caching model extends every row by one token; a cached node needs no call).
-            fresh = [r for r in active if not r.node.expanded]
-            if fresh:
-                logprobs = self.lm.next_token_logprobs([prompt + r.tokens for r in active])
-                where = {id(r): b for b, r in enumerate(active)}
-                for r in fresh:
-                    if not r.node.expanded:
-                        mask = fit_mask(r.matcher.next_token_mask(), logprobs.shape[-1])
-                        trie.expand(r.node, logprobs[where[id(r)]], mask)
+            # 1. Expand the nodes new to the trie (a cached node needs no model call).
+            self._expand(trie, prompt, active)
             # 2. Draw each row's next token ∝ P_T · ĉ, with the trie as it is now.
             still = []
             for r in active:
                 node = r.node
-                weights = node.weights()
-                total = float(weights.sum())
-                if not total > 0:  # every continuation is known to be dead: plain mask (GCD)
-                    weights = node.p
-                    total = float(weights.sum())  # type: ignore[union-attr]
-                    if not total > 0:
-                        raise DeadEndError(
-                            "the model gives probability 0 to every token the grammar allows next; "
-                            "nothing can be sampled"
-                        )
-                u = float(torch.rand(1, generator=r.generator, dtype=torch.float64))
-                i = _inverse_cdf(weights, u * total)  # type: ignore[arg-type]
-                token = int(node.ids[i])  # type: ignore[index]
-                if not r.matcher.accept_token(token):
+                ids, q = sampling_distribution(node)
+                i = draw(q, r.uniform())
+                token = int(ids[i])
+                if not r.constraint.accept_token(token):
                     raise GadError(f"internal error: the grammar rejected token {token}, which its mask allowed")
                 r.tokens.append(token)
                 r.logp_model += float(node.logp[i])  # type: ignore[index]
-                r.logp_sampler += math.log(float(weights[i]) / total)
+                r.logp_sampler += math.log(float(q[i]))
                 if token in eos:
                     r.finish = "eos"
                     continue
@@ -635,12 +722,3 @@ class ASApSampler:
 
     def __repr__(self) -> str:
         return f"ASApSampler({self.lm!r}, temperature={self.temperature}, batch_size={self.batch_size}, {self.stats()})"
-
-
-def _inverse_cdf(weights: np.ndarray, target: float) -> int:
-    """The first i with ``cumsum(weights)[i] > target``, skipping zero weights."""
-    cdf = np.cumsum(weights)
-    i = int(np.searchsorted(cdf, target, side="right"))
-    if i >= len(weights) or weights[i] <= 0:
-        i = int(np.flatnonzero(weights > 0)[-1])
-    return i

@@ -5,7 +5,7 @@ At each step of sequence u the next token is drawn from
     q(t | u) = P_T(t | u) · 1[t allowed after u] / Σ_t' P_T(t' | u) · 1[t' allowed after u],
     P_T(t | u) ∝ P(t | u)^(1/T),
 
-where "allowed" is `GrammarMatcher.next_token_mask()` (EOS only after a complete sentence), or,
+where "allowed" is the constraint's mask (EOS only after a complete sentence), or,
 greedily, ``argmax_t q(t | u)`` (the lowest id among ties). This guarantees grammatical output but
 not the model's distribution conditioned on the grammar, ``P(w | w ∈ L(G))``: GCD weights each
 prefix by its local mass only, not by its expected future grammaticality (Park et al. 2024, §2);
@@ -26,75 +26,48 @@ other sequences of the batch: ``sample(p, n=4, seed=s)[i]`` equals ``sample(p, n
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-from gad.compiler import CompiledGrammar
-from gad.errors import ConfigurationError, DeadEndError, GadError
+from gad.constraint import ConstraintLike
+from gad.errors import DeadEndError, GadError
 from gad.lm import LanguageModel
-from gad.matcher import GrammarMatcher
-from gad.samplers import Sample, fit_mask
+from gad.samplers.base import Sample, Sampler, check_sampling_args, draw, temper
 
-__all__ = ["GCDSampler", "check_sampling_args"]
-
-
-def check_sampling_args(
-    *, n: int = 1, max_new_tokens: int = 1, temperature: float = 1.0, seed: int | None = None
-) -> None:
-    """Raise `ConfigurationError` for a bad `n`, `max_new_tokens`, `temperature` or `seed`."""
-    for name, value in (("n", n), ("max_new_tokens", max_new_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"`{name}` has to be a strictly positive int, but is {value!r}")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not 0 < temperature < float("inf")
-    ):
-        raise ConfigurationError(
-            f"`temperature` has to be a strictly positive float, but is {temperature!r}"
-        )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ConfigurationError(f"`seed` has to be None or a non-negative int, but is {seed!r}")
+__all__ = ["GCDSampler"]
 
 
-class GCDSampler:
+class GCDSampler(Sampler):
     """Greedy or ancestral sampling under the grammar's token masks (see the module docstring).
 
     Args:
         lm: the model, any `gad.lm.LanguageModel`.
-        compiled: the grammar compiled for the model's tokenizer; its EOS ids end a sequence.
+        compiled: the grammar compiled for the model's tokenizer (or a constraint factory); its
+            EOS ids end a sequence.
         temperature: ``T > 0``, applied to the model's distribution before the mask.
         greedy: take the most likely allowed token instead of sampling.
     """
 
     name = "gcd"
+    guarantee = "biased"
+    summary = "grammar-constrained decoding: greedy or ancestral sampling under the mask"
 
     def __init__(
         self,
         lm: LanguageModel,
-        compiled: CompiledGrammar,
+        compiled: ConstraintLike,
         *,
         temperature: float = 1.0,
         greedy: bool = False,
     ) -> None:
-        if not isinstance(lm, LanguageModel):
-            raise ConfigurationError(f"`lm` has to be a gad.LanguageModel, but is {type(lm).__name__}")
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(
-                f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}"
-            )
-        check_sampling_args(temperature=temperature)
-        if not compiled.tokenizer_info.eos_token_ids:
-            raise ConfigurationError(
-                "the grammar's TokenizerInfo has no EOS token, so no sample could ever be complete; "
-                "build it with eos_token_ids=..."
-            )
-        self.lm = lm
-        self.compiled = compiled
-        self.temperature = float(temperature)
+        super().__init__(lm, compiled, temperature=temperature)
         self.greedy = bool(greedy)
+
+    @classmethod
+    def for_generate(cls, lm: LanguageModel, compiled: ConstraintLike, *, temperature: float, greedy: bool) -> GCDSampler:
+        return cls(lm, compiled, temperature=temperature, greedy=greedy)
 
     def sample(
         self,
@@ -119,14 +92,11 @@ class GCDSampler:
             DeadEndError: no allowed token has positive probability under the model.
         """
         check_sampling_args(n=n, max_new_tokens=max_new_tokens, seed=seed)
-        prompt = [int(t) for t in prompt_ids]
-        vocab = self.lm.vocab_size
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ConfigurationError(f"a prompt token id is outside the model's vocabulary [0, {vocab})")
-        eos = frozenset(self.compiled.tokenizer_info.eos_token_ids)
-        base = secrets.randbits(62) if seed is None else seed
+        prompt = self.check_prompt(prompt_ids)
+        eos = frozenset(self.eos_ids)
+        base = self.base_seed(seed)
         generators = [] if self.greedy else [torch.Generator().manual_seed(base + i) for i in range(n)]
-        matchers = [GrammarMatcher(self.compiled) for _ in range(n)]
+        constraints = [self.constraints() for _ in range(n)]
         generated: list[list[int]] = [[] for _ in range(n)]
         logp_model = [0.0] * n
         logp_sampler = [0.0] * n
@@ -135,25 +105,27 @@ class GCDSampler:
 
         for _ in range(max_new_tokens):
             logprobs = self.lm.next_token_logprobs([prompt + generated[i] for i in active])
-            mask = self._masks([matchers[i] for i in active], [generated[i] for i in active], logprobs.shape[-1])
-            scaled = logprobs if self.temperature == 1.0 else logprobs / self.temperature
-            masked = scaled.masked_fill(~mask, float("-inf"))
-            if torch.isneginf(masked).all(dim=-1).any():
+            mask = self._masks([constraints[i] for i in active], [generated[i] for i in active], logprobs.shape[-1])
+            masked = np.where(mask, temper(logprobs, self.temperature), -np.inf)
+            if np.isneginf(masked).all(axis=-1).any():
                 raise DeadEndError(
                     "the model gives probability 0 to every token the grammar allows next; "
                     "nothing can be sampled"
                 )
             if self.greedy:
-                chosen = masked.argmax(dim=-1).tolist()
+                chosen = masked.argmax(axis=-1).tolist()
                 q = None
             else:
-                q = torch.log_softmax(masked, dim=-1)
-                uniforms = torch.cat([torch.rand(1, generator=generators[i], dtype=torch.float64) for i in active])
-                chosen = _inverse_cdf(q, uniforms)
+                q = masked - np.logaddexp.reduce(masked, axis=-1, keepdims=True)
+                weights = np.exp(q)
+                chosen = [
+                    draw(weights[b], float(torch.rand(1, generator=generators[i], dtype=torch.float64)))
+                    for b, i in enumerate(active)
+                ]
             still_active = []
             for b, i in enumerate(active):
                 token = chosen[b]
-                if not matchers[i].accept_token(token):
+                if not constraints[i].accept_token(token):
                     raise GadError(f"internal error: the grammar rejected token {token}, which its mask allowed")
                 generated[i].append(token)
                 logp_model[i] += float(logprobs[b, token])
@@ -173,36 +145,15 @@ class GCDSampler:
             for i in range(n)
         ]
 
-    def _masks(self, matchers: list[GrammarMatcher], generated: list[list[int]], size: int) -> torch.Tensor:
-        """``bool[B, size]``: each matcher's mask; rows with equal histories share one computation."""
-        cache: dict[tuple[int, ...], torch.Tensor] = {}
-        rows = []
-        for matcher, tokens in zip(matchers, generated):
-            key = tuple(tokens)
-            row = cache.get(key)
-            if row is None:
-                row = cache[key] = fit_mask(matcher.next_token_mask(), size)
-            rows.append(row)
-        return torch.stack(rows)
+    def _masks(self, constraints: list, generated: list[list[int]], size: int) -> np.ndarray:
+        """``bool[B, size]``: each row's mask; rows with equal histories share one computation."""
+        first: dict[tuple[int, ...], int] = {}
+        rows = [first.setdefault(tuple(tokens), b) for b, tokens in enumerate(generated)]
+        unique = sorted(set(rows))
+        masks = self.masks([constraints[b] for b in unique], size)
+        where = {b: k for k, b in enumerate(unique)}
+        return masks[[where[b] for b in rows]]
 
     def __repr__(self) -> str:
         mode = "greedy" if self.greedy else f"temperature={self.temperature}"
         return f"GCDSampler({self.lm!r}, {mode})"
-
-
-def _inverse_cdf(logq: torch.Tensor, uniforms: torch.Tensor) -> list[int]:
-    """Row b's token: the first t with ``cdf_b(t) > u_b · cdf_b(V-1)``, in float64.
-
-    Tokens of probability 0 are never chosen (their cdf step is empty); a uniform that rounds to
-    the very end picks the last token of positive probability.
-    """
-    probs = logq.double().exp()
-    cdf = probs.cumsum(dim=-1)
-    target = (uniforms * cdf[:, -1])[:, None]
-    chosen = torch.searchsorted(cdf, target, right=True)[:, 0]
-    out = []
-    for b, t in enumerate(chosen.tolist()):
-        if t >= probs.shape[-1] or probs[b, t] <= 0:
-            t = int(torch.nonzero(probs[b] > 0)[-1])
-        out.append(t)
-    return out

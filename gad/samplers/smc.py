@@ -55,13 +55,11 @@ from typing import Union
 import numpy as np
 import tqdm
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import Constraint, ConstraintLike
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
-from gad.matcher import GrammarMatcher
-from gad.samplers import FinishReason, Sample
 from gad.samplers.awrs import AWRSSampler
-from gad.samplers.gcd import check_sampling_args
+from gad.samplers.base import FinishReason, Sample, Sampler, check_sampling_args, draw
 
 __all__ = ["RESAMPLING", "SMC", "Critic", "Particle", "SMCResult", "effective_sample_size", "resample"]
 
@@ -140,7 +138,8 @@ class Particle:
 
     Attributes:
         token_ids: the generated ids, ending with an EOS id when ``finish_reason == "eos"``.
-        text: their text (exact bytes, EOS excluded; invalid UTF-8 replaced).
+        text: their text (exact bytes, EOS excluded; invalid UTF-8 replaced); "" when the
+            constraint factory cannot decode (`gad.constraint.ConstraintFactory.decode` is None).
         log_weight: its final log weight (the mean of the weights is Ẑ; −inf: weight 0).
         logprob_model: ``Σ_i log P(token_ids[i] | prefix)``, temperature 1, no mask.
         logprob_proposal: ``Σ_i log P_T(token_ids[i] | prefix) − log W_i`` along the particle's own
@@ -245,7 +244,7 @@ class _State:
 
     __slots__ = ("tokens", "matcher", "log_weight", "logp_model", "logp_proposal", "finish", "twist")
 
-    def __init__(self, matcher: GrammarMatcher, log_weight: float, twist: float) -> None:
+    def __init__(self, matcher: Constraint, log_weight: float, twist: float) -> None:
         self.tokens: tuple[int, ...] = ()
         self.matcher = matcher
         self.log_weight = log_weight
@@ -275,18 +274,20 @@ def _potential(fn: Critic, text: str, what: str) -> float:
     )
 
 
-class SMC:
+class SMC(Sampler):
     """Sequential Monte Carlo with AWRS proposals (see the module docstring).
 
     Args:
         lm: the model, any `gad.lm.LanguageModel`.
-        compiled: the grammar compiled for the model's tokenizer; its EOS ids end a sequence.
+        compiled: the grammar compiled for the model's tokenizer (or a constraint factory); its
+            EOS ids end a sequence.
         temperature: ``T > 0``, applied to the model's distribution before the grammar.
         estimator: AWRS's weight estimator ("recursive", "two-run", "geometric", or "exact" for
-            full masks; see `gad.samplers.awrs`).
-        max_rejects: the most rejections per AWRS run (None: unbounded).
+            full masks; see `gad.samplers.awrs`). Every one is properly weighted, with or without
+            `mask_after` and `max_rejects`, so Ẑ is unbiased with each.
+        max_rejects: the most rejections per AWRS step (None: unbounded).
         mask_after: after this many rejections in an AWRS run, finish the step with the whole
-            mask (exact; default 64; None: never).
+            mask (default 64; None: never).
         ess_threshold: resample when ``ESS < ess_threshold · N``; 0 never resamples (importance
             sampling), 1 resamples after every step.
         resampling: "systematic" (default), "stratified" or "multinomial".
@@ -303,11 +304,13 @@ class SMC:
     """
 
     name = "smc"
+    guarantee = "consistent"
+    summary = "sequential Monte Carlo with -n AWRS particles: consistent in n, unbiased Ẑ"
 
     def __init__(
         self,
         lm: LanguageModel,
-        compiled: CompiledGrammar,
+        compiled: ConstraintLike,
         *,
         temperature: float = 1.0,
         estimator: str = "recursive",
@@ -318,9 +321,11 @@ class SMC:
         critic: Critic | None = None,
         twist: bool | Critic = False,
     ) -> None:
+        super().__init__(lm, compiled, temperature=temperature)
         self.awrs = AWRSSampler(
-            lm, compiled, temperature=temperature, estimator=estimator, max_rejects=max_rejects, mask_after=mask_after
-        )
+            lm, self.constraints, temperature=temperature, estimator=estimator, max_rejects=max_rejects,
+            mask_after=mask_after,
+        )  # fmt: skip
         if (
             isinstance(ess_threshold, bool)
             or not isinstance(ess_threshold, (int, float))
@@ -345,16 +350,19 @@ class SMC:
             raise ConfigurationError(
                 f"`twist` has to be a bool or a callable on the text, but is {type(twist).__name__}"
             )
-        self.lm = lm
-        self.compiled = compiled
-        self.temperature = float(temperature)
+        if (critic is not None or twist_fn is not None) and self.constraints.decode is None:
+            raise ConfigurationError(
+                "a critic or twist reads the text, but the constraint factory has no `decode`: "
+                "give a gad.constraint.ConstraintFactory with decode=..."
+            )
         self.ess_threshold = float(ess_threshold)
         self.resampling = resampling
         self.critic = critic
         self.twist = twist_fn
 
     def _text(self, tokens: Sequence[int]) -> str:
-        return self.compiled.tokenizer_info.decode_bytes(tokens).decode("utf-8", errors="replace")
+        decode = self.constraints.decode
+        return "" if decode is None else decode(tokens).decode("utf-8", errors="replace")
 
     def run(
         self,
@@ -377,11 +385,8 @@ class SMC:
                 callable called with 1 after each step.
         """
         check_sampling_args(n=n_particles, max_new_tokens=max_new_tokens, seed=seed)
-        prompt = [int(t) for t in prompt_ids]
-        vocab = self.lm.vocab_size
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ConfigurationError(f"a prompt token id is outside the model's vocabulary [0, {vocab})")
-        rng = np.random.default_rng(secrets.randbits(62) if seed is None else seed)
+        prompt = self.check_prompt(prompt_ids)
+        rng = np.random.default_rng(self.base_seed(seed))
         bar = None
         if progress is True:
             bar = tqdm.tqdm(total=max_new_tokens, desc="smc", unit="step", leave=False)
@@ -400,7 +405,7 @@ class SMC:
         eos_ids = awrs.eos_ids
         eos = frozenset(eos_ids)
         start_twist = _potential(self.twist, "", "twist") if self.twist is not None else 0.0
-        states = [_State(GrammarMatcher(self.compiled), start_twist, start_twist) for _ in range(n)]
+        states = [_State(self.constraints(), start_twist, start_twist) for _ in range(n)]
         if start_twist == _NEG_INF:
             for s in states:
                 s.finish = "rejected"
@@ -481,7 +486,7 @@ class SMC:
         )  # fmt: skip
 
     def _force_eos(
-        self, p: np.ndarray, matcher: GrammarMatcher, eos_ids: tuple[int, ...], rng: np.random.Generator
+        self, p: np.ndarray, matcher: Constraint, eos_ids: tuple[int, ...], rng: np.random.Generator
     ) -> tuple[int | None, float]:
         """The last step: EOS among the EOS ids ∝ P_T, weight ``P_T(EOS)`` if the text is a
         sentence; (None, −inf) otherwise."""
@@ -492,8 +497,7 @@ class SMC:
         total = float(mass.sum())
         if not total > 0:
             return None, _NEG_INF
-        pick = int(np.searchsorted(np.cumsum(mass), rng.random() * total, side="right"))
-        return ids[min(pick, len(ids) - 1)], math.log(total)
+        return ids[draw(mass, rng.random())], math.log(total)
 
     def _resample(self, states: list[_State], log_w: np.ndarray, rng: np.random.Generator) -> list[_State]:
         """Resample the population; every particle gets the mean weight. The first copy of an
