@@ -21,7 +21,7 @@ from gad.exact import ExactDistribution, exact_distribution
 from gad.generate import GenerationResult, compile_grammar, generate
 from gad.grammar.ir import Grammar
 from gad.lm import HuggingFaceLM, LanguageModel, NGramLM, TableLM, UniformLM
-from gad.matcher import GrammarMatcher
+from gad.matcher import GrammarMatcher, explain
 from gad.samplers.asap import ASApSampler
 from gad.samplers.awrs import AWRSSampler
 from gad.samplers.gcd import GCDSampler
@@ -90,6 +90,7 @@ __all__ = [
     "__version__",
     "compile_grammar",
     "exact_distribution",
+    "explain",
     "generate",
     "sql",
 ]

@@ -4,10 +4,8 @@ The matcher keeps one immutable `ParserState` per accepted token, so `rollback(k
 and `fork()` copies a list of references: neither copies any parser data.
 
 Masks are exact: token t is allowed iff its bytes extend the text so far to a prefix of some
-sentence of the grammar (EOS: iff the text so far is a sentence). A mask is the OR of the
-compiler's per-(terminal, DFA state) token sets for the live lexemes, plus the context-dependent
-tokens the parser confirms (see `gad.compiler`); confirmations are memoised on Earley sets, which
-are immutable, so they stay valid for every matcher and fork that reaches the same set.
+sentence of the grammar (EOS: iff the text so far is a sentence). How a mask is assembled — and
+why a given token is in it or not (`explain`) — is `gad.masks`'s job.
 """
 
 from __future__ import annotations
@@ -16,9 +14,10 @@ import numpy as np
 import torch
 
 from gad.bitmask import bitmask_words, set_bits, unpack_bitmask
-from gad.compiler import CompiledGrammar, LexemeEntry
+from gad.compiler import CompiledGrammar
 from gad.errors import ConfigurationError, DeadEndError, RollbackError, TokenError
-from gad.parser.earley import EarleyParser, EarleySet, ParserState
+from gad.masks import Explanation, explain_token, fill_bitmask
+from gad.parser.earley import EarleyParser, ParserState
 
 
 class GrammarMatcher:
@@ -106,7 +105,7 @@ class GrammarMatcher:
         if self._terminated:
             return bits
         state = self._states[-1]
-        _add_token_masks(self.compiled, state, bits)
+        fill_bitmask(self.compiled, state, bits)
         if self._parser.is_accepting(state):
             set_bits(bits, np.asarray(info.eos_token_ids, dtype=np.int64))
         if not bits.any():
@@ -190,97 +189,25 @@ class GrammarMatcher:
         return f"GrammarMatcher(accepted={self.num_accepted}, {status})"
 
 
-def _add_token_masks(compiled: CompiledGrammar, state: ParserState, bits: np.ndarray) -> None:
-    """OR into ``bits`` every token some lexeme of ``state`` accepts: the precomputed
-    context-independent set, plus the context-dependent tokens confirmed for the lexeme's origin
-    (memoised on the origin set, so a long string or number re-checks nothing)."""
-    entries = compiled.entries
-    seen = set()
-    for lexeme in state.lexemes:
-        if lexeme in seen:
-            continue
-        seen.add(lexeme)
-        terminal, origin, dfa_state = lexeme
-        entry = entries[terminal][dfa_state]
-        np.bitwise_or(bits, entry.accepted.packed(), out=bits)
-        if not entry.split_tokens.size:
-            continue
-        key = (terminal, dfa_state)
-        confirmed = origin.split_cache.get(key)
-        if confirmed is None:
-            after = _after(compiled, origin, terminal)
-            confirmed = _confirm_splits(compiled, entry, after)
-            origin.split_cache[key] = confirmed
-        if confirmed.size:
-            set_bits(bits, confirmed)
+def explain(matcher: GrammarMatcher, token_id: int) -> Explanation:
+    """Why ``token_id`` is allowed or not after what ``matcher`` has accepted, in words: for each
+    live lexeme, which terminal reads the token's bytes, where they die, or where the terminal may
+    end and what would have to read the rest. ``str()`` it to read it. This function does not
+    change the matcher state.
 
-
-def _confirm_splits(compiled: CompiledGrammar, entry: LexemeEntry, after: EarleySet) -> np.ndarray:
-    """Token ids of ``entry``'s context-dependent pairs accepted once the terminal has ended at
-    Earley set ``after``: a suffix that stays inside an expected terminal, or inside a terminal
-    expected after one that is, is decided by array lookups over all pairs at once; longer
-    chains are resolved by `_suffix_accepted`."""
-    expected = _expected_terminals(compiled, after)
-    accepted = np.zeros(entry.split_tokens.shape[0], dtype=np.bool_)
-    accepted[entry.inside_pairs[expected[entry.inside_terminals]]] = True
-    if entry.chain_pairs.size:
-        first_ok = expected[entry.chain_first]
-        if first_ok.any():
-            # Row F of `then`: what is expected once terminal F, started here, has ended.
-            then = np.zeros((expected.shape[0], expected.shape[0]), dtype=np.bool_)
-            for first in set(entry.chain_first[first_ok].tolist()):
-                then[first] = _expected_terminals(compiled, _after(compiled, after, first))
-            ok = first_ok & then[entry.chain_first, entry.chain_second]
-            accepted[entry.chain_pairs[ok]] = True
-    to_check = entry.resplit_pairs[expected[entry.resplit_terminals]]
-    if to_check.size:
-        token_bytes = compiled.tokenizer_info.token_bytes
-        tokens, splits = entry.split_tokens.tolist(), entry.split_at.tolist()
-        done = set(entry.split_tokens[accepted].tolist())  # a token needs one accepted split, not all
-        for pair in sorted(set(to_check.tolist())):
-            token = tokens[pair]
-            if token not in done and _suffix_accepted(compiled, after, token_bytes[token][splits[pair] :]):
-                accepted[pair] = True
-                done.add(token)
-    return np.array(sorted(set(entry.split_tokens[accepted].tolist())), dtype=np.int64)
-
-
-def _suffix_accepted(compiled: CompiledGrammar, earley_set: EarleySet, data: bytes) -> bool:
-    """Whether ``data`` can be read from the terminal boundary ``earley_set``: some expected
-    terminal reads all of it, or ends after k bytes and the rest is accepted from the set that
-    ending it yields. Exact, memoised per set; the only parser work is one Earley completion per
-    (set, terminal), itself cached."""
-    cache = earley_set.split_cache
-    verdict = cache.get(data)
-    if verdict is None:
-        inside, splits = compiled.reading(data)
-        expected = earley_set.expected
-        verdict = not inside.isdisjoint(expected)
-        if not verdict:
-            for terminal, k in splits:
-                if terminal in expected and _suffix_accepted(compiled, _after(compiled, earley_set, terminal), data[k:]):
-                    verdict = True
-                    break
-        cache[data] = verdict
-    return verdict
-
-
-def _after(compiled: CompiledGrammar, earley_set: EarleySet, terminal: int) -> EarleySet:
-    """The set once ``terminal`` started at ``earley_set`` ends, held strongly by ``earley_set``
-    (the parser's own goto cache is weak) so that the suffixes of one mask share it."""
-    key = (None, terminal)
-    after = earley_set.split_cache.get(key)
-    if after is None:
-        after = earley_set.split_cache[key] = compiled.parser.scan_terminal(terminal, earley_set)
-    return after
-
-
-def _expected_terminals(compiled: CompiledGrammar, earley_set: EarleySet) -> np.ndarray:
-    """``bool[num terminals]``: the terminals (and %ignore terminals) that may start at the set."""
-    expected = earley_set.split_cache.get(None)
-    if expected is None:
-        tables = compiled.parser.tables
-        expected = np.zeros(len(tables.terminal_names), dtype=np.bool_)
-        expected[list(earley_set.expected)] = True
-        earley_set.split_cache[None] = expected
-    return expected
+    Raises `TokenError` for an id outside ``[0, vocab_size)``.
+    """
+    info = matcher.compiled.tokenizer_info
+    if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+        raise TokenError(f"token id must be an int, not {type(token_id).__name__}")
+    token_id = int(token_id)
+    if not 0 <= token_id < info.vocab_size:
+        raise TokenError(f"token id {token_id} is out of range [0, {info.vocab_size})")
+    terminated = matcher.is_terminated()
+    bits = np.zeros(bitmask_words(info.vocab_size), dtype=np.uint32) if terminated else matcher._bitmask()
+    allowed = bool((int(bits[token_id >> 5]) >> (token_id & 31)) & 1)
+    return explain_token(
+        matcher.compiled, matcher._states[-1], token_id, eos=token_id in info.eos_token_ids,
+        special=token_id in info.special_ids, terminated=terminated, allowed=allowed,
+        accepting=matcher.is_accepting(),
+    )

@@ -150,6 +150,7 @@ class TokenizerInfo:
         "sorted_lcp",
         "subtree_end",
         "_frozen",
+        "__weakref__",
     )
 
     vocab_size: int
@@ -368,7 +369,7 @@ class TokenizerInfo:
         raise AttributeError(f"TokenizerInfo is read-only (cannot delete {name!r})")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if name != "__weakref__"}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         for name, value in state.items():

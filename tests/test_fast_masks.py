@@ -72,8 +72,9 @@ def test_random_grammar_masks_equal_brute_force(grammar_text, rng):
 
 def test_store_uses_the_smallest_form_and_few_context_dependent_tokens():
     info = gad.TokenizerInfo.from_huggingface(gad.assets.load_tokenizer("gpt2"))
-    compiled = gad.GrammarCompiler(info).compile(JSON)
-    entries = [e for row in compiled.entries for e in row]
+    compiled = gad.GrammarCompiler(info).compile(JSON, eager=True)
+    entries = [e for _, _, e in compiled.entries.built()]
+    assert len(entries) == sum(dfa.num_states for dfa in compiled.parser.tables.dfas)
     for entry in entries:
         data = entry.accepted
         accepted = int(np.count_nonzero(gad.bitmask.unpack_bitmask(data.packed(), info.vocab_size)))

@@ -13,8 +13,15 @@ ones. Ambiguous, left-recursive and empty rules are handled by the standard agen
 Aycock & Horspool's nullable fix (an item predicting a nullable nonterminal also steps over it);
 nothing recurses in Python, so nesting depth is unbounded.
 
+Right recursion is linear thanks to Leo's optimisation (Leo 1991, "A general context-free parsing
+algorithm running in linear time on every LR(k) grammar"): when the only item of an origin set
+waiting for nonterminal B is ``A → α • B`` (B last: a *deterministic reduction path*), completing
+B adds only the topmost item of that path instead of every item along it. For ``s: "a" s | "a"``
+each set then holds a constant number of items, where plain Earley holds one per byte read.
+
 `%ignore` terminals are transparent: an ignore lexeme started at set S that completes yields S's
-items again at the new position.
+items again at the new position. Live lexemes are kept without duplicates, so a run of ignored
+bytes (whitespace) leaves the state no larger than it was.
 """
 
 from __future__ import annotations
@@ -42,17 +49,12 @@ class EarleyTables:
         self.num_scan_terminals = len(used_terminals)
         t_index = {name: i for i, name in enumerate(used_terminals)}
         self.ignore_ids = tuple(range(len(used_terminals), len(self.terminal_names)))
-        dfas = [grammar.terminals[name].dfa for name in self.terminal_names]
-        self.dfa_tables = [dfa.table for dfa in dfas]
-        self.dfa_initial = [dfa.initial for dfa in dfas]
-        self.dfa_accepting = [
-            [q in dfa.accepting for q in range(len(dfa.table))] for dfa in dfas
-        ]
-        self.dfa_live_bytes = [
-            [frozenset(b for b, nxt in enumerate(row) if nxt >= 0) for row in dfa.table] for dfa in dfas
-        ]
+        self.dfas = [grammar.terminals[name].dfa for name in self.terminal_names]
+        self.dfa_tables = [dfa.table for dfa in self.dfas]
+        self.dfa_initial = [dfa.initial for dfa in self.dfas]
+        self.dfa_accepting = [[q in dfa.accepting for q in range(len(dfa.table))] for dfa in self.dfas]
         # A state with no live successor cannot extend the lexeme: drop it after scanning.
-        self.dfa_continues = [[bool(live) for live in rows] for rows in self.dfa_live_bytes]
+        self.dfa_continues = [[max(row) >= 0 for row in dfa.table] for dfa in self.dfas]
 
         # Rule 0 is the augmented start rule $accept -> start.
         self.rule_lhs = [0]
@@ -68,7 +70,12 @@ class EarleyTables:
             self.rules_of[lhs].append(index)
         # next_symbol[r][d]: the symbol after the dot, or None for a completed item.
         self.next_symbol = [list(rhs) + [None] for rhs in self.rule_rhs]
+        self.rule_length = [len(rhs) for rhs in self.rule_rhs]
         self.nullable = self._nullable()
+
+    def live_bytes(self, terminal: int, dfa_state: int) -> frozenset[int]:
+        """The bytes that keep ``terminal``'s run alive from ``dfa_state``."""
+        return frozenset(b for b, nxt in enumerate(self.dfa_tables[terminal][dfa_state]) if nxt >= 0)
 
     def _nullable(self) -> frozenset[int]:
         """Symbols that derive the empty string: nonterminals (ids >= 0) and terminals whose
@@ -92,9 +99,11 @@ class EarleySet:
     ``waiting[n]``: items whose dot is before nonterminal n (completion advances them);
     ``scan[t]``: items whose dot is before terminal t; ``starts``: the lexemes that begin here
     (every expected terminal and every %ignore terminal, in its DFA's initial state).
+    ``leo`` memoises, per nonterminal, the topmost item of its deterministic reduction path
+    (False: none); ``memo`` is a slot for the mask code's memo (`gad.masks`), never read here.
     """
 
-    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "expected", "goto", "split_cache", "__weakref__")
+    __slots__ = ("items", "waiting", "scan", "accepting", "starts", "expected", "goto", "leo", "memo", "__weakref__")
 
     def __init__(self, tables: EarleyTables, kernel: list[Item], copied: list[EarleySet], root: EarleySet | None) -> None:
         items: set[Item] = set()
@@ -116,12 +125,20 @@ class EarleySet:
         # Items predicted here point at `self` as their origin; `self.waiting` is the dict being
         # filled, which completion of an empty rule never needs (see the nullable step below).
         self.waiting = waiting
+        self.leo: dict[int, Item | bool] = {}
         while agenda:
             item = agenda.pop()
             rule, dot, origin = item
             symbol = next_symbol[rule][dot]
             if symbol is None:  # complete: advance the items in the origin set waiting for lhs
-                for p_rule, p_dot, p_origin in origin.waiting.get(rule_lhs[rule], ()):
+                lhs = rule_lhs[rule]
+                top = _leo_item(tables, origin, lhs) if origin is not self else False
+                if top:
+                    if top not in items:
+                        items.add(top)
+                        agenda.append(top)
+                    continue
+                for p_rule, p_dot, p_origin in origin.waiting.get(lhs, ()):
                     new = (p_rule, p_dot + 1, p_origin)
                     if new not in items:
                         items.add(new)
@@ -157,15 +174,56 @@ class EarleySet:
         # Sets reached by scanning terminals from here (created on first use); weak, so the
         # states a mask explores and drops do not stay alive through the root set.
         self.goto: weakref.WeakValueDictionary | None = None
-        # Run-time memo of the mask code (see `gad.matcher`). Valid forever: the set is immutable.
-        self.split_cache: dict = {}
+        self.memo: object = None
+
+
+def _leo_item(tables: EarleyTables, origin: EarleySet, lhs: int) -> Item | bool:
+    """The topmost item of ``lhs``'s deterministic reduction path from ``origin``, or False.
+
+    The path exists when ``origin`` holds exactly one item waiting for ``lhs`` and that item
+    ends with it (``A → α • lhs``): completing ``lhs`` completes ``A`` too, and so on up. The
+    walk is iterative and memoised on every set it passes (sets are closed, so it never
+    changes), which keeps right recursion linear however deep it goes.
+    """
+    path: list[tuple[EarleySet, int]] = []
+    top: Item | bool = False
+    while True:
+        known = origin.leo.get(lhs)
+        if known is not None:
+            top = known
+            break
+        waiting = origin.waiting.get(lhs, ())
+        if len(waiting) != 1:
+            origin.leo[lhs] = False
+            top = False
+            break
+        p_rule, p_dot, p_origin = waiting[0]
+        if p_dot + 1 != tables.rule_length[p_rule]:
+            origin.leo[lhs] = False
+            top = False
+            break
+        path.append((origin, lhs))
+        top = (p_rule, p_dot + 1, p_origin)
+        if p_origin is origin:  # an item predicted in the set itself: stop here
+            break
+        origin, lhs = p_origin, tables.rule_lhs[p_rule]
+    # Every set on the path shares the path's top; a path ending where the next set has none
+    # ends at the last item walked.
+    result: Item | bool = top
+    for step_origin, step_lhs in reversed(path):
+        if not result:
+            p_rule, p_dot, p_origin = step_origin.waiting[step_lhs][0]
+            result = (p_rule, p_dot + 1, p_origin)
+        step_origin.leo[step_lhs] = result
+    return result
 
 
 class ParserState:
     """An immutable parser configuration at one byte position.
 
-    ``lexemes`` holds the live terminal runs as (terminal id, origin set, DFA state); ``earley_set``
-    is the Earley set at this position when a terminal boundary lies here, else None.
+    ``lexemes`` holds the live terminal runs as (terminal id, origin set, DFA state), without
+    duplicates; ``earley_set`` is the Earley set at this position when a terminal boundary lies
+    here, else None.
     """
 
     __slots__ = ("lexemes", "earley_set")
@@ -206,11 +264,11 @@ class EarleyParser:
             if dfa_accepting[terminal][nxt]:
                 completed.append((terminal, origin))
         if not completed:
-            return ParserState(tuple(kept), None) if kept else None
+            return ParserState(_unique(kept), None) if kept else None
         new_set = self._complete(completed)
         if not kept and not new_set.starts and not new_set.accepting:
             return None
-        return ParserState(tuple(kept) + new_set.starts, new_set)
+        return ParserState(_unique(kept + list(new_set.starts)), new_set)
 
     def scan_terminal(self, terminal: int, origin: EarleySet) -> EarleySet:
         """The Earley set right after ``terminal``, started at ``origin``, ends."""
@@ -218,10 +276,9 @@ class EarleyParser:
 
     def live_bytes(self, state: ParserState) -> set[int]:
         """The bytes that can come next (each keeps some lexeme alive)."""
-        live_bytes = self.tables.dfa_live_bytes
         result: set[int] = set()
         for terminal, _, dfa_state in state.lexemes:
-            result |= live_bytes[terminal][dfa_state]
+            result |= self.tables.live_bytes(terminal, dfa_state)
         return result
 
     def _complete(self, completed: list[tuple[int, EarleySet]]) -> EarleySet:
@@ -239,7 +296,8 @@ class EarleyParser:
         copied: list[EarleySet] = []
         for terminal, origin in completed:
             if terminal in ignore_ids:
-                copied.append(origin)
+                if origin not in copied:
+                    copied.append(origin)
             else:
                 kernel.extend((r, d + 1, o) for r, d, o in origin.scan[terminal])
         if not kernel and len(copied) == 1:
@@ -259,3 +317,9 @@ class EarleyParser:
             if state is None:
                 return None
         return state
+
+
+def _unique(lexemes: list) -> tuple:
+    """``lexemes`` without repeats, first occurrences in order: two runs of one terminal from
+    one origin in one DFA state have the same future, so one of them is enough."""
+    return tuple(dict.fromkeys(lexemes)) if len(lexemes) > 1 else tuple(lexemes)
