@@ -15,8 +15,10 @@ is measured alone in a forked worker process:
   ``LLMatcher`` constructor); the tokenizer conversion is timed apart, once per tokenizer;
 - first mask: compile + a matcher + its first mask (what a request waits for before decoding);
 - every mask along the document, tokenized by the tokenizer's own encoder and replayed token by
-  token (a mask before each token and after the last), p50 / p99 / max; the time of accepting the
-  tokens apart; the growth of the worker's resident memory;
+  token (a mask before each token and after the last), p50 / p99 / max over every replay; with
+  ``--repeat R`` (R > 1) also over the replays after the first alone ("warm": what an engine that
+  builds its mask tables lazily, as gad and llguidance do, costs once they are built); the time of
+  accepting the tokens apart; the growth of the worker's resident memory;
 - agreement: each mask is hashed and compared with gad's at the same step; the differing steps
   are printed with the text so far and the ids only one side allows.
 
@@ -149,6 +151,7 @@ class Row:
     compile_ms: float | None = None
     first_mask_ms: float | None = None
     times_ns: list[int] = field(default_factory=list)  # every mask of every replay
+    warm_ns: list[int] = field(default_factory=list)  # the masks of the replays after the first
     accept_ns: list[int] = field(default_factory=list)  # every accept_token of every replay
     token_ns: dict[str, list[int]] = field(default_factory=dict)  # first replay: mask + accept per step
     planned_steps: int = 0
@@ -242,7 +245,7 @@ def _worker(conn: Any, engine: Engine, tok: Any, entry: Entry, documents: dict[s
                         conn.send(("rejected", f"{name} step {step} token {tokens[step]}{exc_text}"))
                         times = []
                         break
-                if len(times) >= 256 or time.monotonic() - flushed > 0.5:
+                if len(times) >= 256 or time.monotonic() - flushed > 0.1:  # a worker killed keeps its masks
                     conn.send(("steps", name, rep, step + 1, times, accepts, digests, new, _rss()))
                     times, accepts, digests, new = [], [], [], {}
                     flushed = time.monotonic()
@@ -296,6 +299,8 @@ def _handle(message: tuple, row: Row, phase: str) -> str:
     elif kind == "steps":
         _, name, rep, step, times, accepts, digests, new, rss = message
         row.times_ns += times
+        if rep > 0:
+            row.warm_ns += times
         row.accept_ns += accepts
         if rep == 0:
             row.digests.setdefault(name, []).extend(digests)
@@ -429,19 +434,22 @@ def _rss_mb(row: Row) -> float | None:
 
 HEADER = ["tokenizer", "grammar", "engine", "input", "compile ms", "1st mask ms", "masks", "p50 us", "p99 us",
           "max us", "accept ms", "RSS +MB", "masks equal gad's"]
+WARM_HEADER = ["warm p50 us", "warm p99 us", "warm max us"]  # with --repeat > 1, after "max us"
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
     body = []
+    header = HEADER[:10] + WARM_HEADER + HEADER[10:] if args.repeat > 1 else HEADER
     for r in rows:
         compile_cell = ms_cell(r.compile_ms) or (_over(args) if r.over_budget == "compile" else "")
         first_cell = ms_cell(r.first_mask_ms) or (_over(args) if r.over_budget in ("compile", "first mask") else "")
         accept = ms_cell(sum(r.accept_ns) / 1e6 / args.repeat) if r.accept_ns else ""
         rss = _rss_mb(r)
         body.append([r.tokenizer, r.grammar, r.engine, r.form, compile_cell, first_cell,
-                     str(len(r.times_ns)) if r.times_ns else "", *us_stats(r.times_ns), accept,
+                     str(len(r.times_ns)) if r.times_ns else "", *us_stats(r.times_ns),
+                     *(us_stats(r.warm_ns) if args.repeat > 1 else []), accept,
                      "" if rss is None else f"{rss:.1f}", _agreement(r, args)])
-    return render_table(HEADER, body, range(4, len(HEADER) - 1), args.markdown)
+    return render_table(header, body, range(4, len(header) - 1), args.markdown)
 
 
 def long_stats(row: Row) -> dict[str, Any] | None:
@@ -480,12 +488,15 @@ def to_json(rows: list[Row], conversions: dict[str, Any], notes: list[str], args
     out = []
     for r in rows:
         us = np.asarray(r.times_ns, dtype=np.float64) / 1e3
+        warm = np.asarray(r.warm_ns, dtype=np.float64) / 1e3
         out.append({
             "tokenizer": r.tokenizer, "grammar": r.grammar, "engine": r.engine, "input": r.form,
             "compile_ms": r.compile_ms, "first_mask_ms": r.first_mask_ms, "masks": len(r.times_ns),
             "planned_masks": r.planned_steps,
             "mask_us": dict(zip(("p50", "p99", "max"), map(float, (*np.percentile(us, [50, 99]), us.max()))))
             if len(us) else None,
+            "warm_mask_us": dict(zip(("p50", "p99", "max"), map(float, (*np.percentile(warm, [50, 99]), warm.max()))))
+            if len(warm) else None,
             "accept_ms_per_replay": sum(r.accept_ns) / 1e6 / args.repeat if r.accept_ns else None,
             "rss_growth_mb": _rss_mb(r), "steps_compared": r.steps_compared, "steps_differing": len(r.differences),
             "first_differences": [{"document": d.document, "step": d.step, "after": d.prefix.decode("utf-8", "replace"),
@@ -511,8 +522,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engines", type=split_list, default=list(ENGINE_NAMES),
                         help="comma-separated: gad, xgrammar, llguidance (gad always runs: the reference)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="CPU seconds per (engine, grammar, tokenizer) measurement (default 60; --quick 5)")
-    parser.add_argument("--repeat", type=int, default=1, help="replays per document (masks compared on the first)")
+                        help="CPU seconds per (engine, grammar, tokenizer) measurement (default 60; --quick 2)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="replays per document: masks compared on the first; p50/p99/max over all replays, "
+                             "and, with R > 1, 'warm' columns over the replays after the first (entries built)")
     parser.add_argument("--max-steps", type=int, default=None, help="at most N masks per document")
     parser.add_argument("--clock", choices=list(CLOCKS), default="process",
                         help="process CPU time (default), the calling thread's CPU time, or wall time")
@@ -522,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gad-eager", action="store_true",
                         help="GrammarCompiler.compile(..., eager=True), when gad has it (default: the library's default)")
     parser.add_argument("--quick", action="store_true",
-                        help="development: smollm2 only, 16 masks per document, budget 5 s, no long documents")
+                        help="development: smollm2 only, 8 masks per document, budget 2 s, no long documents")
     parser.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     parser.add_argument("--json", metavar="OUT", help="write every number to OUT (JSON)")
     parser.add_argument("--show", type=int, default=4, help="distinct disagreements shown per row (default 4)")
@@ -538,8 +551,8 @@ def main(argv: list[str] | None = None) -> None:
     args.tokenizer = args.tokenizer or (["smollm2"] if args.quick else ["smollm2", "llama3"])
     args.grammar = args.grammar or [n for n, e in entries().items()
                                     if (not e.long or args.long) and (e.quick or not args.quick)]
-    args.budget = args.budget or (5.0 if args.quick else 60.0)
-    args.max_steps = args.max_steps or (16 if args.quick else None)
+    args.budget = args.budget or (2.0 if args.quick else 60.0)
+    args.max_steps = args.max_steps or (8 if args.quick else None)
     for name in args.grammar:
         if name not in entries():
             parser.error(f"--grammar: unknown {name!r}; choose from {', '.join(names)}")
