@@ -178,7 +178,10 @@ class LLGuidanceEngine(Engine):
         compute = matcher.unsafe_compute_mask_ptr
 
         def accept(token: int) -> bool:
-            return matcher.consume_token(token) and not matcher.is_error()
+            ok = matcher.consume_token(token)
+            if matcher.is_error():  # llguidance's reason (e.g. a parser limit) is the report's text
+                raise DoesNotRun(matcher.get_error())
+            return ok
 
         return Replay(lambda: compute(pointer, nbytes), lambda _: bits_to_bool(bitmask[0], size), accept)
 

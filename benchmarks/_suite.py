@@ -119,7 +119,7 @@ SQL_TABLES = {
 }
 SQL_DOC = ("SELECT T1.name, COUNT(*) AS n, SUM(T2.total) FROM customers AS T1 JOIN orders AS T2 "
            "ON T2.customer_id = T1.id WHERE T2.status = 'shipped' AND T1.city LIKE 'San%' "
-           "GROUP BY T1.id ORDER BY n DESC LIMIT 5;")
+           "GROUP BY T1.id ORDER BY COUNT(*) DESC LIMIT 5;")  # not ORDER BY n: gad.sql has no select aliases there
 GBNF_DOCS = {
     "json": ('{\n  "name": "Zo\\u00eb M\u00fcller",\n  "tags": ["admin", "dev\\tops"],\n  "score": -12.5e3,\n'
              '  "active": true,\n  "manager": null,\n  "address": {"street": "1 Main St", "zip": "02139"}\n}'),

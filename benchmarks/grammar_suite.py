@@ -309,7 +309,8 @@ def _handle(message: tuple, row: Row, phase: str) -> str:
                 t + a for t, a in zip(times, accepts + [0] * (len(times) - len(accepts))))
             row.rss.append((name, step, rss))
     elif kind == "rejected":
-        row.rejected.append(message[1])
+        if message[1] not in row.rejected:  # the same rejection in every replay: once
+            row.rejected.append(message[1])
     elif kind == "error":
         row.error = message[1]
     return phase
