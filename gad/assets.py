@@ -16,7 +16,9 @@ name          package                     what is read
 ============  ==========================  ==================================================
 
 Converted files are cached under ``$GAD_CACHE_DIR`` (default ``~/.cache/gad``), one folder per
-asset and package version, written atomically (a temporary folder renamed into place), so a
+asset, keyed by the asset package's version and by the versions of the libraries that did the
+conversion (transformers, tokenizers, gguf: a folder written by one transformers may not load, or
+load wrongly, under another), written atomically (a temporary folder renamed into place), so a
 second process or run loads them in well under a second. The package folders are located with
 `importlib.util.find_spec`, which does not import them (``mistral_common`` would need its
 dependencies, which ``--no-deps`` leaves out).
@@ -40,9 +42,11 @@ from gad.errors import ConfigurationError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["TOKENIZER_NAMES", "cache_dir", "load_default_model", "load_tokenizer", "smollm2_gguf_path"]
+__all__ = ["TOKENIZER_NAMES", "cache_dir", "cache_key", "load_default_model", "load_tokenizer", "smollm2_gguf_path"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# (bos, eos, pad) of SmolLM2-135M-Instruct's tokenizer_config.json.
+SMOLLM2_SPECIAL = ("<|im_start|>", "<|im_end|>", "<|im_end|>")
 
 # Llama-3's pre-tokenizer split pattern (the one its tokenizer.json and tiktoken use).
 LLAMA3_PATTERN = (
@@ -51,7 +55,8 @@ LLAMA3_PATTERN = (
 )
 
 # Bump when the layout of a cached folder changes, so stale caches are not reused.
-_CACHE_FORMAT = 1
+# 2: folders keyed by the converting libraries' versions; SmolLM2's special tokens set explicitly.
+_CACHE_FORMAT = 2
 
 
 class _Asset(NamedTuple):
@@ -118,23 +123,37 @@ def smollm2_gguf_path() -> pathlib.Path:
     return _asset_file("smollm2", SMOLLM2_GGUF)
 
 
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_key(name: str, asset_name: str | None = None, depends: tuple[str, ...] = ()) -> str:
+    """The cache folder name of asset `name`: the asset package's version, then the version of
+    each library in `depends` that converted it, e.g.
+    ``smollm2-model-0.1.2-transformers-5.25.0-gguf-0.19.0-v2``."""
+    asset = _ASSETS[asset_name or name]
+    version = _version(asset.distribution)
+    parts = [name, asset.version if version == "none" else version]
+    for library in depends:
+        parts += [library, _version(library)]
+    return "-".join(parts) + f"-v{_CACHE_FORMAT}"
+
+
 def _cached_folder(
-    name: str, build: Callable[[pathlib.Path], None], asset_name: str | None = None
+    name: str, build: Callable[[pathlib.Path], None], asset_name: str | None = None, depends: tuple[str, ...] = ()
 ) -> pathlib.Path:
     """The cache folder of asset `name`, made by ``build(tmp_folder)`` the first time.
 
-    The folder name carries the installed package version, so upgrading an asset rebuilds it.
+    The folder name is `cache_key`: upgrading the asset or a library in `depends` rebuilds it.
     `build` writes into a fresh temporary folder next to the final one, which is then renamed
     into place: readers never see a half-written folder, and of two concurrent builders the
     second simply discards its copy.
     """
-    asset = _ASSETS[asset_name or name]
-    try:
-        version = importlib.metadata.version(asset.distribution)
-    except importlib.metadata.PackageNotFoundError:
-        version = asset.version
     root = cache_dir()
-    final = root / f"{name}-{version}-v{_CACHE_FORMAT}"
+    final = root / cache_key(name, asset_name, depends)
     if (final / ".complete").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -200,9 +219,12 @@ def _load_smollm2() -> PreTrainedTokenizerBase:
                 "pip install gguf"
             )
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        # As SmolLM2-135M-Instruct's own tokenizer_config.json; transformers 4.x reads the GGUF's
+        # special tokens differently (EOS <|im_start|>, no padding token) from 5.x.
+        tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = SMOLLM2_SPECIAL
         tokenizer.save_pretrained(folder)
 
-    folder = _cached_folder("smollm2", build)
+    folder = _cached_folder("smollm2", build, depends=("transformers", "tokenizers", "gguf"))
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
@@ -291,7 +313,7 @@ def _load_llama3() -> PreTrainedTokenizerBase:
         )
         tokenizer.save_pretrained(folder)
 
-    folder = _cached_folder("llama3", build)
+    folder = _cached_folder("llama3", build, depends=("transformers", "tokenizers"))
     return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
 
 
@@ -338,7 +360,24 @@ def load_default_model():
                     f"converting the SmolLM2 GGUF checkpoint needs the {needed!r} package; "
                     f"fix with: pip install {needed}"
                 )
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        quantized, info = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, local_files_only=True, output_loading_info=True
+        )
+        if set(info.get("missing_keys", ())) == {"lm_head.weight"} and not quantized.config.tie_word_embeddings:
+            # SmolLM2 ties its output layer to the token embeddings, so the GGUF file has no
+            # output.weight (llama.cpp then uses token_embd); transformers 4.x does not tie it.
+            quantized.config.tie_word_embeddings = True
+            quantized.tie_weights()
+        tied = {"lm_head.weight"} if quantized.config.tie_word_embeddings else set()
+        missing = sorted(set(info.get("missing_keys", ())) - tied)
+        if missing or (tied and quantized.get_output_embeddings().weight.data_ptr() != quantized.get_input_embeddings().weight.data_ptr()):
+            import transformers
+
+            raise ConfigurationError(
+                f"transformers {transformers.__version__} does not read every weight of the SmolLM2 GGUF "
+                f"checkpoint ({', '.join(missing) or 'untied lm_head'} would be random); gad supports "
+                "the transformers versions in its pyproject.toml"
+            )
         # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
         # weights are already dequantized: copy them into a plain model of the same config.
         config = quantized.config
@@ -348,7 +387,7 @@ def load_default_model():
         model.load_state_dict(quantized.state_dict())
         model.save_pretrained(folder)
 
-    folder = _cached_folder("smollm2-model", build, asset_name="smollm2")
+    folder = _cached_folder("smollm2-model", build, asset_name="smollm2", depends=("transformers", "gguf"))
     model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     model.eval()
     return model, load_tokenizer("smollm2")

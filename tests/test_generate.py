@@ -9,27 +9,17 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import lark
 import pytest
 import torch
 
 import gad
 from gad.errors import ConfigurationError, DeadEndError
-from gad.lm import NGramLM, TableLM, UniformLM, random_hf_model
+from gad.lm import NGramLM, TableLM, UniformLM
+from gad.lm_testing import random_hf_model
 from gad.samplers.gcd import GCDSampler
+from toy import ARITHMETIC, EOS, GRAMMARS, JSON_GRAMMAR, TOKENS, lark_parses, toy_info
 
-GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
-ARITHMETIC = (GRAMMARS / "arithmetic.lark").read_text()
-JSON_GRAMMAR = (GRAMMARS / "json.lark").read_text()
-
-# A toy vocabulary with tokens that cross terminal boundaries ("1+", "],") and whitespace.
-TOKENS = [
-    b"<eos>", b"0", b"1", b"2", b"12", b"+", b"-", b"*", b"/", b"(", b")", b" ", b"1+", b"+(", b"2)",
-    b".", b".5", b"[", b"]", b"{", b"}", b",", b":", b'"', b'"a', b'":', b"a", b"true", b"null",
-    b"\n", b"],", b"},", b'{"',
-]
-EOS = 0
-INFO = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=EOS)
+INFO = toy_info()
 
 
 def tokenize(text: str) -> list[int]:
@@ -40,14 +30,6 @@ def tokenize(text: str) -> list[int]:
         ids.append(best)
         data = data[len(TOKENS[best]) :]
     return ids
-
-
-def lark_parses(grammar_text: str, text: str) -> bool:
-    try:
-        lark.Lark(grammar_text, parser="earley", lexer="dynamic_complete").parse(text)
-    except lark.exceptions.LarkError:
-        return False
-    return True
 
 
 def is_viable_prefix(compiled: gad.CompiledGrammar, token_ids: tuple[int, ...]) -> bool:

