@@ -40,21 +40,34 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import os
 import platform
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAYON_NUM_THREADS", "1")  # llguidance: read when its thread pool starts
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# No network, ever: transformers-cfg reloads tokenizers by name from the Hub when it can.
-os.environ["HF_HUB_OFFLINE"] = "1"
+from _common import (  # first: sets the one-thread, offline environment before any engine loads
+    MODEL_VOCAB_SIZE,
+    Difference,
+    DoesNotRun,
+    Engine,
+    GadEngine,
+    LLGuidanceEngine,
+    Replay,
+    Skip,
+    TokenDescriber,
+    XGrammarEngine,
+    disagreements,
+    ms_cell,
+    reason,
+    render_table,
+    split_list,
+    us_stats,
+    version,
+)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -64,10 +77,6 @@ from gad.assets import load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAMMAR_DIR = ROOT / "grammars"
-
-# The logits size of the models these tokenizers belong to (SmolLM2-135M, Llama-3-8B, GPT-2,
-# Mistral-7B-v0.1): all equal to the tokenizer's length, so no padding ids unless --vocab-size.
-MODEL_VOCAB_SIZE = {"smollm2": 49152, "llama3": 128256, "gpt2": 50257, "mistral": 32000}
 
 # ---------------------------------------------------------------------------------------------
 # Documents: text a model could plausibly emit, with the traps of the design notes (escapes, a
@@ -174,90 +183,22 @@ GRAMMARS = {
 }
 
 
-class Skip(Exception):
-    """This engine has nothing to run for this grammar (e.g. no builtin grammar): no row."""
-
-
-class DoesNotRun(Exception):
-    """The engine fails to set up; the row says why (the message)."""
-
-
-def _reason(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip().rstrip(":")
-    return text if len(text) <= 110 else text[:107] + "..."
-
-
-def _bits_to_bool(words: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Packed ``int32[ceil(V/32)]`` (bit ``i % 32`` of word ``i // 32`` = token i) → ``bool[V]``."""
-    return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), bitorder="little", count=vocab_size).view(
-        np.bool_
-    )
-
-
 # ---------------------------------------------------------------------------------------------
-# Engines. Each one: `convert` a HF tokenizer once (timed: "tok ms"), `compile` a grammar for it
-# (timed: "compile ms"), and `start` a replay, which gives three callables — `fill()` computes the
-# next mask (the only timed call), `read(out)` turns what it produced into bool[V], `accept(t)`.
+# Engines (benchmarks/_common.py): `convert` a HF tokenizer once (timed: "tok ms"), `compile` a
+# grammar for it (timed: "compile ms", defined here), and `start` a replay, which gives three
+# callables — `fill()` computes the next mask (the only timed call), `read(out)` turns what it
+# produced into bool[V], `accept(t)`.
 
 
-@dataclass
-class Replay:
-    fill: Callable[[], Any]
-    read: Callable[[Any], np.ndarray]
-    accept: Callable[[int], bool]
-
-
-class Engine:
-    name = ""
-    family = ""  # engines of one family share the tokenizer conversion
-
-    def convert(self, tokenizer: Any, vocab_size: int) -> Any:
-        raise NotImplementedError
-
-    def compile(self, tok: Any, spec: GrammarSpec) -> Any:
-        raise NotImplementedError
-
-    def start(self, tok: Any, compiled: Any) -> Replay:
-        raise NotImplementedError
-
-
-class GadEngine(Engine):
-    family = "gad"
-
-    def __init__(self, bitmask: bool = False) -> None:
-        self.bitmask = bitmask
-        self.name = "gad (bitmask)" if bitmask else "gad"
-
-    def convert(self, tokenizer: Any, vocab_size: int) -> Any:
-        return gad.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-
+class GadBench(GadEngine):
     def compile(self, tok: Any, spec: GrammarSpec) -> Any:
         return gad.GrammarCompiler(tok).compile(gad.Grammar.from_file(spec.path))
 
-    def start(self, tok: Any, compiled: Any) -> Replay:
-        matcher = gad.GrammarMatcher(compiled)
-        size = tok.vocab_size
-        if not self.bitmask:
-            return Replay(matcher.next_token_mask, lambda out: out.numpy(), matcher.accept_token)
-        allocate = getattr(gad, "allocate_token_bitmask", None)
-        bitmask = allocate(1, size) if allocate else torch.full((1, (size + 31) // 32), -1, dtype=torch.int32)
-        fill = matcher.fill_next_token_bitmask
-        return Replay(lambda: fill(bitmask, 0), lambda _: _bits_to_bool(bitmask[0].numpy(), size),
-                      matcher.accept_token)
 
-
-class XGrammarEngine(Engine):
-    family = "xgrammar"
-
+class XGrammarBench(XGrammarEngine):
     def __init__(self, source: str) -> None:
         self.source = source  # "ebnf" (our translation), "lark" (its converter), "builtin json"
         self.name = f"xgrammar ({source})"
-
-    def convert(self, tokenizer: Any, vocab_size: int) -> Any:
-        import xgrammar as xgr
-
-        return xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
 
     def compile(self, tok: Any, spec: GrammarSpec) -> Any:
         import xgrammar as xgr
@@ -266,23 +207,12 @@ class XGrammarEngine(Engine):
             raise Skip
         if self.source == "builtin json" and not spec.builtin_json:
             raise Skip
-        # One thread, and no cache: every compile in this run is a cold one.
-        compiler = xgr.GrammarCompiler(tok, max_threads=1, cache_enabled=False)
+        compiler = self.compiler(tok)
         if self.source == "ebnf":
             return compiler.compile_grammar(xgr.Grammar.from_ebnf(spec.ebnf))
         if self.source == "lark":
             return compiler.compile_lark(spec.lark)
         return compiler.compile_builtin_json_grammar()
-
-    def start(self, tok: Any, compiled: Any) -> Replay:
-        import xgrammar as xgr
-
-        matcher = xgr.GrammarMatcher(compiled)
-        size = tok.vocab_size
-        bitmask = xgr.allocate_token_bitmask(1, size)
-        fill = matcher.fill_next_token_bitmask
-        return Replay(lambda: fill(bitmask, 0), lambda _: _bits_to_bool(bitmask[0].numpy(), size),
-                      matcher.accept_token)
 
 
 def llguidance_lark(text: str) -> str:
@@ -297,39 +227,13 @@ def llguidance_lark(text: str) -> str:
     return text
 
 
-class LLGuidanceEngine(Engine):
-    family = "llguidance"
+class LLGuidanceBench(LLGuidanceEngine):
     name = "llguidance (lark)"
-
-    def convert(self, tokenizer: Any, vocab_size: int) -> Any:
-        import llguidance.hf
-
-        return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size)
 
     def compile(self, tok: Any, spec: GrammarSpec) -> Any:
         from llguidance import LLMatcher
 
-        grammar = LLMatcher.grammar_from_lark(llguidance_lark(spec.lark))
-        # llguidance has no compiled-grammar object: the matcher's constructor compiles, and each
-        # replay starts from a deep copy of this pristine matcher.
-        matcher = LLMatcher(tok, grammar, log_level=0)
-        if matcher.is_error():
-            raise DoesNotRun(matcher.get_error())
-        return matcher
-
-    def start(self, tok: Any, compiled: Any) -> Replay:
-        matcher = compiled.deep_copy()
-        size = tok.vocab_size
-        bitmask = np.full((1, (size + 31) // 32), -1, dtype=np.int32)
-        # The raw entry point behind llguidance.numpy.fill_next_token_bitmask, without its
-        # per-call Python asserts: the address is taken once here.
-        pointer, nbytes = bitmask.ctypes.data, bitmask.nbytes
-        compute = matcher.unsafe_compute_mask_ptr
-
-        def accept(token: int) -> bool:
-            return matcher.consume_token(token) and not matcher.is_error()
-
-        return Replay(lambda: compute(pointer, nbytes), lambda _: _bits_to_bool(bitmask[0], size), accept)
+        return self.matcher(tok, LLMatcher.grammar_from_lark(llguidance_lark(spec.lark)))
 
 
 class TransformersCfgEngine(Engine):
@@ -375,14 +279,14 @@ def make_engines(names: list[str]) -> list[Engine]:
     engines: list[Engine] = []
     for name in sorted(names, key=lambda n: n != "gad"):  # gad first: it is the reference
         if name == "gad":
-            engines.append(GadEngine())
+            engines.append(GadBench())
             # The packed-bitmask path, when the matcher has one.
             if hasattr(gad.GrammarMatcher, "fill_next_token_bitmask"):
-                engines.append(GadEngine(bitmask=True))
+                engines.append(GadBench(bitmask=True))
         elif name == "xgrammar":
-            engines += [XGrammarEngine("ebnf"), XGrammarEngine("lark"), XGrammarEngine("builtin json")]
+            engines += [XGrammarBench("ebnf"), XGrammarBench("lark"), XGrammarBench("builtin json")]
         elif name == "llguidance":
-            engines.append(LLGuidanceEngine())
+            engines.append(LLGuidanceBench())
         elif name == "transformers-cfg":
             engines.append(TransformersCfgEngine())
     return engines
@@ -390,15 +294,6 @@ def make_engines(names: list[str]) -> list[Engine]:
 
 # ---------------------------------------------------------------------------------------------
 # Replay and comparison.
-
-
-@dataclass
-class Difference:
-    document: str
-    step: int
-    prefix: bytes
-    only_engine: np.ndarray  # ids the engine allows and gad does not
-    only_gad: np.ndarray  # ids gad allows and the engine does not
 
 
 @dataclass
@@ -415,31 +310,12 @@ class Row:
     error: str | None = None
 
 
-class Reference:
+class Reference(TokenDescriber):
     """gad's masks along each document (packed), and what is needed to describe a token."""
 
     def __init__(self, tokenizer: Any, info: gad.TokenizerInfo) -> None:
-        self.tokenizer = tokenizer
-        self.info = info
-        self.tokenizer_len = len(tokenizer)
+        super().__init__(tokenizer, info)
         self.masks: dict[str, list[np.ndarray]] = {}
-
-    def kind(self, tid: int) -> str:
-        if tid in self.info.eos_token_ids:
-            return "EOS"
-        if tid >= self.tokenizer_len:
-            return "padding"
-        if tid in self.info.special_ids:
-            return "special"
-        return "text"
-
-    def describe(self, tid: int) -> str:
-        kind = self.kind(tid)
-        if kind == "padding":
-            return f"{tid} <padding>"
-        if kind in ("EOS", "special"):
-            return f"{tid} {self.tokenizer.convert_ids_to_tokens(tid)}"
-        return f"{tid} {self.info.token_bytes[tid]!r}"
 
 
 def replay(engine: Engine, tok: Any, compiled: Any, name: str, tokens: list[int], steps: int,
@@ -488,7 +364,7 @@ def _convert(engine: Engine, tokenizer: Any, vocab_size: int) -> tuple[Any, floa
             raise
         if isinstance(exc, ImportError):
             return f"not installed ({exc.name or exc}): pip install -e '.[bench]'"
-        return f"does not run: {_reason(exc)}"
+        return f"does not run: {reason(exc)}"
 
 
 def _compile(engine: Engine, tok: Any, spec: GrammarSpec, row: Row) -> Any:
@@ -505,7 +381,7 @@ def _compile(engine: Engine, tok: Any, spec: GrammarSpec, row: Row) -> Any:
     except Exception as exc:  # noqa: BLE001
         if engine.family == "gad":
             raise
-        row.error = f"does not run: {_reason(exc)}"
+        row.error = f"does not run: {reason(exc)}"
     return None
 
 
@@ -557,7 +433,7 @@ def run_tokenizer(tok_name: str, args: argparse.Namespace, engines: list[Engine]
                     try:
                         replay(engine, tok, compiled, doc_name, tokens, steps, row, reference, mode)
                     except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
-                        row.rejected.append(f"{doc_name}: failed: {_reason(exc)}")
+                        row.rejected.append(f"{doc_name}: failed: {reason(exc)}")
                     if len(row.rejected) > before:
                         if engine.name == "gad":
                             reference.masks.pop(doc_name, None)
@@ -568,18 +444,6 @@ def run_tokenizer(tok_name: str, args: argparse.Namespace, engines: list[Engine]
 
 # ---------------------------------------------------------------------------------------------
 # Output.
-
-
-def _us(times_ns: list[int]) -> list[str]:
-    if not times_ns:
-        return ["", "", ""]
-    us = np.asarray(times_ns, dtype=np.float64) / 1e3
-    p50, p99 = np.percentile(us, [50, 99])
-    return [f"{v:.1f}" if v < 100 else f"{v:.0f}" for v in (p50, p99, us.max())]
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else (f"{value:.1f}" if value < 1000 else f"{value:.0f}")
 
 
 def _agreement(row: Row) -> str:
@@ -602,76 +466,9 @@ HEADER = ["tokenizer", "grammar", "engine", "tok ms", "compile ms", "masks", "p5
 
 def table(rows: list[Row], markdown: bool) -> str:
     """The result table; the first three columns and the last are text, the others numbers."""
-    body = [[r.tokenizer, r.grammar, r.engine, _ms(r.tok_ms), _ms(r.compile_ms),
-             str(len(r.times_ns)) if r.times_ns else "", *_us(r.times_ns), _agreement(r)] for r in rows]
-    numeric = range(3, len(HEADER) - 1)
-    if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |",
-                 "|" + "|".join("---:" if i in numeric else "---" for i in range(len(HEADER))) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in b) + " |" for b in body])
-    widths = [max(len(x) for x in column) for column in zip(HEADER, *body)]
-    widths[-1] = 0  # the last column is free text
-    return "\n".join(
-        "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        for cells in [HEADER, *body]
-    )
-
-
-def _ids(reference: Reference, ids: np.ndarray, limit: int = 6) -> str:
-    shown = ", ".join(reference.describe(int(t)) for t in ids[:limit])
-    return shown + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
-
-
-def disagreements(rows: list[Row], references: dict[str, Reference], show: int) -> str:
-    out = []
-    for r in rows:
-        if not (r.differences or r.rejected):
-            continue
-        reference = references[r.tokenizer]
-        if r.engine == "gad":
-            out.append(f"\ngad, {r.tokenizer}/{r.grammar}: documents gad rejects are not sentences of "
-                       "the grammar; they are left out:")
-            out += [f"  {text}" for text in r.rejected]
-            continue
-        out.append(f"\n{r.engine} vs gad, {r.tokenizer}/{r.grammar}: "
-                   f"{len(r.differences)} of {r.steps_compared} steps differ")
-        kinds: Counter[str] = Counter()
-        for d in r.differences:
-            kinds.update(f"only {r.engine} allows {reference.kind(int(t))}" for t in d.only_engine)
-            kinds.update(f"only gad allows {reference.kind(int(t))}" for t in d.only_gad)
-        if kinds:
-            out.append("  token count per kind, summed over steps: "
-                       + "; ".join(f"{k}: {v}" for k, v in sorted(kinds.items())))
-        # Steps with exactly the same differing ids (e.g. the same special tokens at every step
-        # inside a string) are shown once, with the number of steps they occur at.
-        groups: dict[tuple[bytes, bytes], list[Difference]] = {}
-        for d in r.differences:
-            groups.setdefault((d.only_engine.tobytes(), d.only_gad.tobytes()), []).append(d)
-        for same in list(groups.values())[:show]:
-            d = same[0]
-            tail = ("..." if len(d.prefix) > 40 else "") + repr(d.prefix[-40:])
-            more = f" (and at {len(same) - 1} more step(s) with the same ids)" if len(same) > 1 else ""
-            out.append(f"  {d.document} step {d.step}, after {tail}{more}:")
-            if len(d.only_engine):
-                out.append(f"    +{len(d.only_engine)} only {r.engine}: {_ids(reference, d.only_engine)}")
-            if len(d.only_gad):
-                out.append(f"    -{len(d.only_gad)} only gad: {_ids(reference, d.only_gad)}")
-        if len(groups) > show:
-            out.append(f"  ... {len(groups) - show} more distinct differences (--show N)")
-        for text in r.rejected:
-            out.append(f"  document token rejected: {text}")
-    return "\n".join(out)
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _split(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+    body = [[r.tokenizer, r.grammar, r.engine, ms_cell(r.tok_ms), ms_cell(r.compile_ms),
+             str(len(r.times_ns)) if r.times_ns else "", *us_stats(r.times_ns), _agreement(r)] for r in rows]
+    return render_table(HEADER, body, range(3, len(HEADER) - 1), markdown)
 
 
 ENGINE_NAMES = ("gad", "xgrammar", "llguidance", "transformers-cfg")
@@ -680,16 +477,16 @@ ENGINE_NAMES = ("gad", "xgrammar", "llguidance", "transformers-cfg")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", type=_split, default=["smollm2", "llama3"],
+    parser.add_argument("--tokenizer", type=split_list, default=["smollm2", "llama3"],
                         help="comma-separated: smollm2, llama3, gpt2, mistral (default smollm2,llama3)")
     default_grammars = ["json", "arithmetic"] + (["sql"] if GRAMMARS["sql"].path.is_file() else [])
-    parser.add_argument("--grammar", type=_split, default=default_grammars,
+    parser.add_argument("--grammar", type=split_list, default=default_grammars,
                         help=f"comma-separated, of {', '.join(GRAMMARS)} "
                              f"(default {','.join(default_grammars)}: sql when grammars/sql.lark exists)")
-    parser.add_argument("--engines", type=_split, default=list(ENGINE_NAMES),
+    parser.add_argument("--engines", type=split_list, default=list(ENGINE_NAMES),
                         help=f"comma-separated: {', '.join(ENGINE_NAMES)} (default all; gad always runs: "
                              "it is the reference the others are compared with)")
-    parser.add_argument("--documents", type=_split, default=[],
+    parser.add_argument("--documents", type=split_list, default=[],
                         help="only these documents, e.g. pretty,expr or json/compact (default all)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="at most N masks per document (default: every token and the end)")
@@ -728,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     for tok_name in args.tokenizer:
         references[tok_name] = run_tokenizer(tok_name, args, engines, rows, log)
 
-    versions = ", ".join(f"{d} {_version(d)}" for d in
+    versions = ", ".join(f"{d} {version(d)}" for d in
                          ("gad", "xgrammar", "llguidance", "transformers-cfg", "transformers", "torch"))
     notes = [
         f"{versions}; Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
