@@ -176,7 +176,7 @@ def tool_calls(
         raise ConfigurationError("the JSON grammar of the calls has %ignore terminals")
     rename = {s: f"call_{s}" for s in {r.lhs for r in call.rules} | set(call.terminals)}
     rules = [Rule(rename[r.lhs], tuple(rename[s] for s in r.rhs)) for r in call.rules]
-    terminals = {rename[n]: Terminal(rename[n], t.regex, t.dfa, t.whole_input, t.shortest) for n, t in call.terminals.items()}
+    terminals = {rename[n]: Terminal(rename[n], t.regex, t.dfa, t.whole_input, t.lexer) for n, t in call.terminals.items()}
     terminals["TEXT"] = text_excluding([style.begin.strip() or style.begin])  # the trigger, without its layout
     terminals["BEGIN"] = Terminal.compile("BEGIN", re.escape(style.begin))
     call_rhs: tuple[str, ...] = ("BEGIN", rename[call.start])
