@@ -792,3 +792,12 @@ def test_rewritten_keywords_agree_with_jsonschema(schema):
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     for text in DOCUMENTS:
         assert accepts(m, text) == cls(schema).is_valid(json.loads(text)), text
+
+
+@pytest.mark.parametrize("dialect", ["http://json-schema.org/draft-07/schema#", "https://json-schema.org/draft/2020-12/schema"])
+def test_ref_siblings_mean_what_each_draft_says(dialect):
+    # Draft 7 ignores every keyword next to $ref; 2020-12 applies them. jsonschema is the oracle.
+    schema = {"$schema": dialect, "definitions": {"a": {"type": "array"}}, "$ref": "#/definitions/a", "maxItems": 1}
+    for document in ([1], [1, 2], {"x": 1}):
+        expected = jsonschema.validators.validator_for(schema)(schema).is_valid(document)
+        assert accepts(schema, json.dumps(document)) == expected, (dialect, document)

@@ -21,7 +21,8 @@ each one. The README has the table of supported keywords.
 
 Semantics follow JSON Schema 2020-12 as the `jsonschema` library implements it (the tests' oracle):
 ``pattern`` is searched with Python's `re` (``re.search``), lengths count code points, ``format`` is
-an assertion (a string must really be a date, a UUID, ...), ``$ref`` may have sibling keywords.
+an assertion (a string must really be a date, a UUID, ...), ``$ref`` may have sibling keywords
+(drafts 4-7 ignore them, as those drafts say: `loading` drops them).
 Draft 4-7 forms are read too: ``definitions``, boolean ``exclusiveMinimum``/``exclusiveMaximum``,
 array-valued ``items`` with ``additionalItems``.
 

@@ -153,8 +153,16 @@ def _check_json(value: Any, what: str) -> None:
             raise SchemaError(f"{ptr} is a {type(node).__name__}, which is not a JSON value", pointer=ptr)
 
 
+#: Drafts 4-7 ignore every sibling of ``$ref`` ("All other properties in a "$ref" object MUST be
+#: ignored"); these keep their meaning as containers, so that ``$ref``s into them still resolve.
+_REF_OVERRIDES_SIBLINGS = (referencing.jsonschema.DRAFT4, referencing.jsonschema.DRAFT6, referencing.jsonschema.DRAFT7)
+_KEPT_NEXT_TO_REF = frozenset({"$ref", "definitions", "$defs", "$schema", "$comment", "title", "description"})
+
+
 def _absolute_refs(root: Any, spec: referencing.Specification, base: str) -> None:
-    """Rewrite every ``$ref`` of the subschemas of ``root`` (in place) to an absolute URI."""
+    """Rewrite every ``$ref`` of the subschemas of ``root`` (in place) to an absolute URI; in
+    drafts 4-7, drop the assertion keywords next to a ``$ref``, which those drafts ignore."""
+    ref_overrides = spec in _REF_OVERRIDES_SIBLINGS
     stack = [(root, base)]
     while stack:
         node, base = stack.pop()
@@ -165,6 +173,9 @@ def _absolute_refs(root: Any, spec: referencing.Specification, base: str) -> Non
             base = join(base, node_id)
         if isinstance(node.get("$ref"), str):
             node["$ref"] = join(base, node["$ref"])
+            if ref_overrides:
+                for key in [k for k in node if k not in _KEPT_NEXT_TO_REF]:
+                    del node[key]
         stack.extend((sub, base) for sub in spec.subresources_of(node))
 
 
