@@ -801,3 +801,24 @@ def test_ref_siblings_mean_what_each_draft_says(dialect):
     for document in ([1], [1, 2], {"x": 1}):
         expected = jsonschema.validators.validator_for(schema)(schema).is_valid(document)
         assert accepts(schema, json.dumps(document)) == expected, (dialect, document)
+
+
+@pytest.mark.filterwarnings("ignore::gad.grammar.json_schema.convert.SchemaWarning")  # lenient names each drop
+def test_lenient_drop_of_pattern_properties_also_drops_additional_properties():
+    # B7: dropping patternProperties alone would make additionalProperties: false refuse {"x1": 1}.
+    schema = {"type": "object", "patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": False}
+    conversion = gad.grammar.json_schema.convert_json_schema(schema, lenient=True)
+    assert any("additionalProperties" in d for d in conversion.dropped)
+    for document in ({"x1": 1}, {"x1": 1, "x2": 2}):
+        assert jsonschema.Draft202012Validator(schema).is_valid(document)
+        assert accepts(schema, json.dumps(document), lenient=True)
+
+
+@pytest.mark.filterwarnings("ignore::gad.grammar.json_schema.convert.SchemaWarning")
+def test_patterns_python_cannot_compile_are_unsupported_so_lenient_drops_them():
+    schema = {"type": "string", "pattern": "\\p{L}+"}
+    with pytest.raises(gad.UnsupportedSchemaError, match="pattern"):
+        gad.Grammar.from_json_schema(schema)
+    conversion = gad.grammar.json_schema.convert_json_schema(schema, lenient=True)
+    assert any("pattern" in d for d in conversion.dropped)
+    assert accepts(schema, '"héllo"', lenient=True)

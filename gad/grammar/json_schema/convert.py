@@ -316,6 +316,11 @@ class _Converter:
                 self.unsupported(k, ptr, _UNSUPPORTED[k])
             elif k in _ASSERTIONS:
                 s[k] = v
+        if "patternProperties" in schema and "additionalProperties" in s:
+            # (lenient) additionalProperties covers only the names patternProperties does not
+            # take: with patternProperties dropped it would be stricter than the schema.
+            self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
+            del s["additionalProperties"]
         if any(k in schema for k in _REWRITTEN):
             extra = self.rewritten(schema, ptr)
             if extra:
@@ -389,11 +394,19 @@ class _Converter:
         for k in ("pattern", "format"):
             if k in s and not (isinstance(s[k], str) or (isinstance(s[k], list) and all(isinstance(p, str) for p in s[k]))):
                 raise bad(k, "a string")
-        for p in _as_list(s.get("pattern")):
+        patterns = _as_list(s.get("pattern"))
+        compilable = []
+        for p in patterns:
             try:
                 re.compile(p)
-            except re.error as exc:
-                raise SchemaError(f"'pattern' at {ptr} is not a valid regex: {exc}", pointer=ptr, keyword="pattern") from None
+                compilable.append(p)
+            except re.error as exc:  # e.g. ECMA-262's \p{L}: valid JSON Schema, not Python's `re`
+                self.unsupported("pattern", ptr, f"{p!r} is not a regex Python's `re` can compile ({exc})")
+        if len(compilable) != len(patterns):  # lenient: the others were dropped
+            if compilable:
+                s["pattern"] = compilable if len(compilable) > 1 else compilable[0]
+            else:
+                del s["pattern"]
         if "$ref" in s and not isinstance(s["$ref"], str):
             raise bad("$ref", "a string")
 
