@@ -15,14 +15,12 @@ that cannot be mapped to one generation is refused with a `ConfigurationError`. 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
 from gad.errors import ConfigurationError, DeadEndError
-from gad.integrations.rows import OPEN, Row, RowTracker, check_processor_inputs, complete_rows
+from gad.integrations.rows import OPEN, Row, TrackedProcessor, check_processor_inputs
 from gad.samplers import fit_mask
 from gad.samplers.asap import ExpectedFuturesTrie, TrieNode, TrieStore
 
@@ -41,7 +39,7 @@ class _TriePosition:
         self.node = node
 
 
-class ASApLogitsProcessor(LogitsProcessor):
+class ASApLogitsProcessor(TrackedProcessor):
     r"""
     [`LogitsProcessor`] that turns sampling into ASAp, grammar-aligned sampling: every sequence
     is a sentence of the grammar, and over repeated `generate` calls the sequences' distribution
@@ -93,8 +91,6 @@ class ASApLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    supports_continuous_batching = False  # it keeps per-row state between calls
-
     def __init__(
         self,
         compiled: CompiledGrammar,
@@ -104,35 +100,21 @@ class ASApLogitsProcessor(LogitsProcessor):
         pad_token_id: int | None = None,
         store: TrieStore | None = None,
     ) -> None:
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}")
+        super().__init__(compiled, on_child=self._follow)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigurationError(f"`max_new_tokens` has to be a strictly positive int, but is {max_new_tokens!r}")
         if store is None:
             store = TrieStore(compiled, temperature)
         elif store.temperature != float(temperature):
             raise ConfigurationError(f"the store was built at temperature {store.temperature}, not {temperature}")
-        self.compiled = compiled
         self.max_new_tokens = max_new_tokens
         self.temperature = store.temperature
         self.pad_token_id = pad_token_id
         self.store = store
-        self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
-        self._tracker = RowTracker(compiled, type(self).__name__, on_child=self._follow)
-
-    @property
-    def prompt_length(self) -> int | None:
-        """The input length at the first step of the latest generation (None before any)."""
-        return self._tracker.prompt_length
-
-    @property
-    def num_generations(self) -> int:
-        """How many generations (new `generate` calls) this processor has seen."""
-        return self._tracker.num_generations
 
     def reset(self) -> None:
         """Forget the current generation (not the tries); the next call starts a new one."""
-        self._tracker.reset()
+        super().reset()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         check_processor_inputs(input_ids, scores)
@@ -196,14 +178,6 @@ class ASApLogitsProcessor(LogitsProcessor):
             else:
                 node = where.trie.child(node, index)
         child.data = _TriePosition(where.trie, node)
-
-    # -- checking outputs ---------------------------------------------------------------------------
-
-    def is_complete(self, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int | None = None) -> torch.Tensor:
-        """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted
-        (as `GrammarLogitsProcessor.is_complete`). This method does not change the processor's state."""
-        start = self._tracker.check_sequences(sequences, prompt_length)
-        return complete_rows(self.compiled, sequences, start)
 
     def __repr__(self) -> str:
         return f"ASApLogitsProcessor(max_new_tokens={self.max_new_tokens}, temperature={self.temperature}, {self.store.stats()})"

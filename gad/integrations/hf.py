@@ -10,20 +10,17 @@ Only this package knows transformers' generation internals; it imports transform
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
-from gad.errors import ConfigurationError, DeadEndError
-from gad.integrations.rows import OPEN, Row, RowTracker, check_processor_inputs, complete_rows
+from gad.errors import DeadEndError
+from gad.integrations.rows import OPEN, Row, TrackedProcessor, check_processor_inputs
 from gad.samplers import fit_mask
 
 __all__ = ["GrammarLogitsProcessor", "check_processor_inputs"]
 
 
-class GrammarLogitsProcessor(LogitsProcessor):
+class GrammarLogitsProcessor(TrackedProcessor):
     r"""
     [`LogitsProcessor`] that constrains generation to a grammar: a token gets score `-inf` unless
     its bytes extend the text generated so far to a prefix of some sentence of the grammar, and
@@ -90,30 +87,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    supports_continuous_batching = False  # it keeps per-row state between calls
-
     def __init__(self, compiled: CompiledGrammar) -> None:
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(
-                f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}"
-            )
-        self.compiled = compiled
-        self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
-        self._tracker = RowTracker(compiled, type(self).__name__)
-
-    @property
-    def prompt_length(self) -> int | None:
-        """The input length at the first step of the latest generation (None before any)."""
-        return self._tracker.prompt_length
-
-    @property
-    def num_generations(self) -> int:
-        """How many generations (new `generate` calls) this processor has seen."""
-        return self._tracker.num_generations
-
-    def reset(self) -> None:
-        """Forget the current generation; the next call starts a new one."""
-        self._tracker.reset()
+        super().__init__(compiled)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         check_processor_inputs(input_ids, scores)
@@ -142,25 +117,6 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 else:  # no EOS id fits the scores: leave the row to transformers' padding
                     row.mask[:] = True
         return row.mask
-
-    # -- checking outputs ---------------------------------------------------------------------------
-
-    def is_complete(self, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int | None = None) -> torch.Tensor:
-        """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted.
-
-        A row is complete iff its generated tokens, up to and including the first EOS id of the
-        compiled grammar, are accepted by a fresh matcher (so its text is a sentence). A row cut at
-        ``max_new_tokens`` is incomplete even if its text happens to be a sentence. Padding after
-        the EOS is ignored. This method does not change the processor's state.
-
-        Args:
-            sequences: ``(batch, length)`` token ids as returned by `generate` (prompt included).
-            prompt_length: where the generated tokens start; by default the prompt length of the
-                latest generation this processor took part in, and then every row must start with
-                one of that generation's prompt rows (else `ConfigurationError`).
-        """
-        start = self._tracker.check_sequences(sequences, prompt_length)
-        return complete_rows(self.compiled, sequences, start)
 
     def __repr__(self) -> str:
         return f"GrammarLogitsProcessor({self.compiled!r})"

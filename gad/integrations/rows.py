@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers import LogitsProcessor
 
 from gad.compiler import CompiledGrammar
 from gad.errors import ConfigurationError, TokenError
@@ -283,3 +284,48 @@ def check_processor_inputs(input_ids: torch.Tensor, scores: torch.Tensor) -> Non
         raise ConfigurationError(f"`input_ids` has to hold integer token ids, but its dtype is {input_ids.dtype}")
     if not scores.dtype.is_floating_point:
         raise ConfigurationError(f"`scores` has to be a floating-point tensor, but its dtype is {scores.dtype}")
+
+
+class TrackedProcessor(LogitsProcessor):
+    """What both logits processors share: the compiled grammar, a `RowTracker` and the state
+    queries and output check built on it. Subclasses implement ``__call__``."""
+
+    supports_continuous_batching = False  # it keeps per-row state between calls
+
+    def __init__(self, compiled: CompiledGrammar, on_child: Callable[[Row, Row, int], None] | None = None) -> None:
+        if not isinstance(compiled, CompiledGrammar):
+            raise ConfigurationError(f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}")
+        self.compiled = compiled
+        self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
+        self._tracker = RowTracker(compiled, type(self).__name__, on_child=on_child)
+
+    @property
+    def prompt_length(self) -> int | None:
+        """The input length at the first step of the latest generation (None before any)."""
+        return self._tracker.prompt_length
+
+    @property
+    def num_generations(self) -> int:
+        """How many generations (new `generate` calls) this processor has seen."""
+        return self._tracker.num_generations
+
+    def reset(self) -> None:
+        """Forget the current generation; the next call starts a new one."""
+        self._tracker.reset()
+
+    def is_complete(self, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int | None = None) -> torch.Tensor:
+        """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted.
+
+        A row is complete iff its generated tokens, up to and including the first EOS id of the
+        compiled grammar, are accepted by a fresh matcher (so its text is a sentence). A row cut at
+        ``max_new_tokens`` is incomplete even if its text happens to be a sentence. Padding after
+        the EOS is ignored. This method does not change the processor's state.
+
+        Args:
+            sequences: ``(batch, length)`` token ids as returned by `generate` (prompt included).
+            prompt_length: where the generated tokens start; by default the prompt length of the
+                latest generation this processor took part in, and then every row must start with
+                one of that generation's prompt rows (else `ConfigurationError`).
+        """
+        start = self._tracker.check_sequences(sequences, prompt_length)
+        return complete_rows(self.compiled, sequences, start)
