@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gad.compiler import CompiledGrammar, grammar_fingerprint, tokenizer_fingerprint
+from gad.compiler import grammar_fingerprint, tokenizer_fingerprint
 from gad.constraint import Constraint, ConstraintFactory, ConstraintLike, as_constraint_factory
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
@@ -629,18 +629,6 @@ class ASApSampler(TrieSampler):
     name = "asap"
     guarantee = "consistent"
     summary = "grammar-aligned sampling: the -n samples share one expected-futures trie and converge to Q"
-
-    def __init__(
-        self,
-        lm: LanguageModel,
-        compiled: ConstraintLike,
-        *,
-        temperature: float = 1.0,
-        batch_size: int = 8,
-        max_nodes: int | None = None,
-        store: TrieStore | None = None,
-    ) -> None:
-        super().__init__(lm, compiled, temperature=temperature, batch_size=batch_size, max_nodes=max_nodes, store=store)
 
     def sample(
         self,
