@@ -4,7 +4,6 @@ limit, temperature, separate problems, persistence, and the Hugging Face logits 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -18,28 +17,14 @@ from hypothesis import strategies as st
 import gad
 from gad.errors import ConfigurationError
 from gad.exact import exact_distribution, expected_future_grammaticality
-from gad.lm import HuggingFaceLM, TableLM, UniformLM, random_hf_model
+from gad.lm import HuggingFaceLM, UniformLM, random_hf_model
 from gad.metrics import kl_divergence
 from gad.samplers.asap import ASApSampler, TrieStore
 
-SKEWED = (Path(__file__).resolve().parent.parent / "grammars" / "skewed.lark").read_text()
-BITS = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
+from problems import AB, AB_COMPILED, BITS, SKEWED_COMPILED, TOKENS, random_table
+
 EOS = 2
-SKEWED_COMPILED = gad.GrammarCompiler(BITS).compile(gad.Grammar.from_lark(SKEWED))
 ZEROS = (0, 0, 0, 0, 0, EOS)
-TOKENS = [b"a", b"b", b"ab", b"<eos>"]
-AB = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=3)
-AB_COMPILED = gad.GrammarCompiler(AB).compile(gad.Grammar.from_lark('start: "a" "b"* | "b" "a" "a"?'))
-
-
-def random_table(vocab: int, max_length: int, seed: int) -> TableLM:
-    rng = np.random.default_rng(seed)
-    table = {
-        prefix: rng.dirichlet(np.ones(vocab))
-        for n in range(max_length + 1)
-        for prefix in itertools.product(range(vocab), repeat=n)
-    }
-    return TableLM(table, vocab_size=vocab)
 
 
 def five_sigma(p: float, n: int) -> float:

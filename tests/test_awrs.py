@@ -7,7 +7,6 @@ from the samples themselves."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +18,7 @@ from gad.metrics import importance_estimate
 from gad.lm import TableLM, UniformLM
 from gad.samplers.awrs import ESTIMATORS, AWRSSampler, awrs_step
 
-SKEWED = (Path(__file__).resolve().parent.parent / "grammars" / "skewed.lark").read_text()
-BITS = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
-SKEWED_COMPILED = gad.GrammarCompiler(BITS).compile(gad.Grammar.from_lark(SKEWED))
+from problems import SKEWED_COMPILED
 SAMPLED = [e for e in ESTIMATORS if e != "exact"]
 
 

@@ -7,74 +7,22 @@ budgets and dead ends are reported, never passed off as samples."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import gad
 from gad.errors import ConfigurationError, DeadEndError
 from gad.exact import exact_distribution
-from gad.lm import LanguageModel, TableLM, UniformLM
+from gad.lm import UniformLM
 from gad.metrics import chi_square_power, chi_square_test
 from gad.samplers.asap import ASApSampler
 from gad.samplers.cars import CARSSampler
 
-SKEWED = (Path(__file__).resolve().parent.parent / "grammars" / "skewed.lark").read_text()
-BITS = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
-SKEWED_COMPILED = gad.GrammarCompiler(BITS).compile(gad.Grammar.from_lark(SKEWED))
+from problems import AB_COMPILED, BITS, DEAD_END, DEAD_END_LM, SKEWED, SKEWED_COMPILED, TOKENS, random_table
+
 ALPHA = 1e-3
-
-
-class BigramLM(LanguageModel):
-    """``P(t | u)`` depends on u's last token only (``start`` for the empty prefix)."""
-
-    def __init__(self, rows: dict[int, list[float]], start: list[float]) -> None:
-        def log(w: list[float]) -> torch.Tensor:
-            return torch.log(torch.tensor(w, dtype=torch.float64) / sum(w)).float()
-
-        self.rows = {k: log(v) for k, v in rows.items()}
-        self.start = log(start)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.start.shape[0]
-
-    def next_token_logprobs(self, prefixes):
-        return torch.stack([self.rows[int(p[-1])] if len(p) else self.start for p in prefixes])
-
-
-# The dead end of tests/test_smc.py: after "a" the model prefers "b" (0.9), after which it wants
-# EOS, which the grammar forbids; Q gives "ad" about half, GCD about 5%.
-DEAD_END_INFO = gad.TokenizerInfo.from_vocab([b"a", b"b", b"c", b"d", b"<eos>"], eos_token_id=4)
-DEAD_END = gad.GrammarCompiler(DEAD_END_INFO).compile(gad.Grammar.from_lark('start: "a" "b"* "c" | "a" "d"'))
-DEAD_END_LM = BigramLM(
-    {
-        0: [0.001, 0.9, 0.02, 0.05, 0.03],
-        1: [0.001, 0.3, 0.02, 0.001, 0.68],
-        2: [0.025, 0.025, 0.025, 0.025, 0.9],
-        3: [0.025, 0.025, 0.025, 0.025, 0.9],
-        4: [1, 1, 1, 1, 1],
-    },
-    start=[1, 0.001, 0.001, 0.001, 0.001],
-)
-
-TOKENS = [b"a", b"b", b"ab", b"<eos>"]
-AB = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=3)
-AB_COMPILED = gad.GrammarCompiler(AB).compile(gad.Grammar.from_lark('start: "a" "b"* | "b" "a" "a"?'))
-
-
-def random_table(vocab: int, max_length: int, seed: int) -> TableLM:
-    rng = np.random.default_rng(seed)
-    table = {
-        prefix: rng.dirichlet(np.ones(vocab))
-        for n in range(max_length + 1)
-        for prefix in itertools.product(range(vocab), repeat=n)
-    }
-    return TableLM(table, vocab_size=vocab)
 
 
 AB_LM = random_table(len(TOKENS), 5, 3)

@@ -5,40 +5,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import lark
-import numpy as np
 import pytest
 import torch
 
 import gad
 from gad.errors import ConfigurationError
 from gad.exact import exact_distribution, expected_future_grammaticality
-from gad.lm import HuggingFaceLM, TableLM, UniformLM, random_hf_model
+from gad.lm import HuggingFaceLM, UniformLM, random_hf_model
 from gad.metrics import empirical_distribution, iid_kl_curve, importance_estimate, kl_curve, kl_divergence
 from gad.samplers import Sample
 
-SKEWED = (Path(__file__).resolve().parent.parent / "grammars" / "skewed.lark").read_text()
-BITS = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
+from problems import AB, AB_COMPILED, AB_GRAMMAR, BITS, SKEWED, SKEWED_COMPILED, TOKENS, random_table
+
 EOS = 2
-SKEWED_COMPILED = gad.GrammarCompiler(BITS).compile(gad.Grammar.from_lark(SKEWED))
-# A grammar with sentences of several lengths and a multi-byte token.
-TOKENS = [b"a", b"b", b"ab", b"<eos>"]
-AB = gad.TokenizerInfo.from_vocab(TOKENS, eos_token_id=3)
-AB_GRAMMAR = 'start: "a" "b"* | "b" "a" "a"?'
-AB_COMPILED = gad.GrammarCompiler(AB).compile(gad.Grammar.from_lark(AB_GRAMMAR))
-
-
-def random_table(vocab: int, max_length: int, seed: int) -> TableLM:
-    """A model with a different random next-token distribution after every prefix."""
-    rng = np.random.default_rng(seed)
-    table = {
-        prefix: rng.dirichlet(np.ones(vocab))
-        for n in range(max_length + 1)
-        for prefix in itertools.product(range(vocab), repeat=n)
-    }
-    return TableLM(table, vocab_size=vocab)
 
 
 def brute_force(lm, info, grammar_text, max_length, temperature=1.0, prompt=()):

@@ -20,7 +20,8 @@ from gad.lm import UniformLM
 from gad.metrics import chi_square_power, chi_square_test
 from gad.samplers.mcmc import MCMCSampler
 
-from test_cars import BITS, DEAD_END, DEAD_END_LM, PROBLEMS, SKEWED, SKEWED_COMPILED, exact
+from problems import BITS, DEAD_END, DEAD_END_LM, SKEWED, SKEWED_COMPILED
+from test_cars import PROBLEMS, exact
 
 ALPHA = 1e-3
 PROPOSALS = ["prefix", "priority", "restart"]

@@ -9,57 +9,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import gad
 from gad.errors import ConfigurationError, DeadEndError
 from gad.exact import exact_distribution
-from gad.lm import HuggingFaceLM, LanguageModel, UniformLM, random_hf_model
+from gad.lm import HuggingFaceLM, UniformLM, random_hf_model
 from gad.samplers.smc import RESAMPLING, SMC, effective_sample_size, resample
 
-SKEWED = (Path(__file__).resolve().parent.parent / "grammars" / "skewed.lark").read_text()
-BITS = gad.TokenizerInfo.from_vocab([b"0", b"1", b"<eos>"], eos_token_id=2)
-SKEWED_COMPILED = gad.GrammarCompiler(BITS).compile(gad.Grammar.from_lark(SKEWED))
+from problems import BITS, DEAD_END, DEAD_END_INFO, DEAD_END_LM, SKEWED, SKEWED_COMPILED, BigramLM
+
 SKEWED_EXACT = exact_distribution(UniformLM(3), SKEWED_COMPILED, max_length=6)
 
 
-class BigramLM(LanguageModel):
-    """``P(t | u)`` depends on u's last token only (``start`` for the empty prefix)."""
-
-    def __init__(self, rows: dict[int, list[float]], start: list[float]) -> None:
-        def log(w: list[float]) -> torch.Tensor:
-            return torch.log(torch.tensor(w, dtype=torch.float64) / sum(w)).float()
-
-        self.rows = {k: log(v) for k, v in rows.items()}
-        self.start = log(start)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.start.shape[0]
-
-    def next_token_logprobs(self, prefixes):
-        return torch.stack([self.rows[int(p[-1])] if len(p) else self.start for p in prefixes])
-
-
-# The dead end: start: "a" "b"* "c" | "a" "d". After "a" the model much prefers "b" (0.9 against
-# 0.05 for "d"), but after "b" it wants to stop (EOS 0.68), which the grammar forbids: the b-branch
-# holds little grammatical mass. GCD picks "ad" ~5% of the time; Q gives it about half.
-DEAD_END_INFO = gad.TokenizerInfo.from_vocab([b"a", b"b", b"c", b"d", b"<eos>"], eos_token_id=4)
-DEAD_END = gad.GrammarCompiler(DEAD_END_INFO).compile(gad.Grammar.from_lark('start: "a" "b"* "c" | "a" "d"'))
-DEAD_END_LM = BigramLM(
-    {
-        0: [0.001, 0.9, 0.02, 0.05, 0.03],
-        1: [0.001, 0.3, 0.02, 0.001, 0.68],
-        2: [0.025, 0.025, 0.025, 0.025, 0.9],
-        3: [0.025, 0.025, 0.025, 0.025, 0.9],
-        4: [1, 1, 1, 1, 1],
-    },
-    start=[1, 0.001, 0.001, 0.001, 0.001],
-)
 N_DEAD = 6
 DEAD_EXACT = exact_distribution(DEAD_END_LM, DEAD_END, max_length=N_DEAD)
 AD = (0, 3, 4)
