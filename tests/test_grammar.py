@@ -150,6 +150,23 @@ def test_an_error_in_the_importing_file_stays_there(tmp_path):
     assert (caught.value.source, caught.value.line, caught.value.column) == (str(main), 1, 13)
 
 
+def test_an_import_cycle_is_named_at_the_import_that_closes_it(tmp_path):
+    (tmp_path / "one.lark").write_text('a: b | "x"\n%import .two.b\n')
+    (tmp_path / "two.lark").write_text('b: a | "y"\n\n%import .one.a\n')
+    main = tmp_path / "main.lark"
+    main.write_text("start: a\n%import .one.a\n")
+    with pytest.raises(GrammarError, match="cycle: one.lark → two.lark → one.lark") as caught:
+        gad.Grammar.from_file(main)
+    assert (caught.value.source, caught.value.line, caught.value.column) == (str(tmp_path / "two.lark"), 3, 1)
+
+
+def test_nesting_deeper_than_lark_reads_is_located():
+    text = '// (((( in a comment\nstart: "((" ' + "(" * 3000 + '"a"' + ")" * 3000
+    with pytest.raises(GrammarError, match="3000 levels deep") as caught:
+        gad.Grammar.from_lark(text)
+    assert (caught.value.line, caught.value.column) == (2, len('start: "((" ') + 3000)
+
+
 def test_non_string_grammar_is_rejected():
     with pytest.raises(GrammarError):
         gad.Grammar.from_lark(b'start: "a"')  # type: ignore[arg-type]

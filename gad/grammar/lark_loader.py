@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pkgutil
 import re
+import sys
 
 from lark.exceptions import LarkError, VisitError
 from lark.load_grammar import GrammarBuilder, PackageResource
@@ -42,6 +43,8 @@ def load_lark(
         raise _grammar_error(_ImportedFiles(src, builder.used_files), exc) from None
     except GadError:
         raise
+    except RecursionError as exc:  # lark's loader recurses on nesting and on %import
+        raise _recursion_error(_ImportedFiles(src, builder.used_files), exc) from None
     except Exception as exc:  # lark lets some malformed input escape as KeyError, ValueError, ...
         raise GrammarError(f"malformed grammar ({type(exc).__name__}: {exc})", source=source) from None
     files = _ImportedFiles(src, builder.used_files)
@@ -103,14 +106,75 @@ class _ImportedFiles:
 
     def failing_import(self, exc: BaseException) -> SourceText | None:
         """The imported file lark was loading when it raised `exc` (the innermost one), if any."""
-        found = None
+        chain = self.import_chain(exc)
+        return chain[-1] if chain else None
+
+    @staticmethod
+    def import_chain(exc: BaseException) -> list[SourceText]:
+        """The imported files lark was loading when it raised `exc`, outermost first."""
+        chain = []
         tb = exc.__traceback__
         while tb is not None:
             local = tb.tb_frame.f_locals if tb.tb_frame.f_code.co_name == "do_import" else {}
             if isinstance(local.get("text"), str) and local.get("joined_path") is not None:
-                found = SourceText(_display_name(local["joined_path"]), local["text"])
+                chain.append(SourceText(_display_name(local["joined_path"]), local["text"]))
             tb = tb.tb_next
-        return found
+        return chain
+
+
+def _recursion_error(files: _ImportedFiles, exc: RecursionError) -> GrammarError:
+    """lark's loader ran out of stack: an ``%import`` cycle, or nesting too deep; say which, and where."""
+    chain = [files.main, *files.import_chain(exc)]
+    names = [src.name for src in chain]
+    for end, name in enumerate(names):
+        if name in names[:end]:
+            start = names.index(name)
+            importer, stem = chain[end - 1], os.path.splitext(os.path.basename(name))[0]
+            line = column = None
+            for match in _IMPORT.finditer(importer.text):
+                if match.group(1).split(".")[-1] == stem:
+                    line, column = importer.locate(match.group(0).strip())
+                    break
+            cycle = " → ".join(os.path.basename(n) for n in names[start : end + 1])
+            return GrammarError(f"%import cycle: {cycle}", source=importer.name, line=line, column=column,
+                                text=importer.text)  # fmt: skip
+    src = chain[-1]
+    depth, line, column = _deepest_nesting(src.text)
+    return GrammarError(
+        f"the grammar nests ( ) and [ ] {depth} levels deep, more than lark's grammar loader can read "
+        f"(Python's recursion limit is {sys.getrecursionlimit()}); name the inner parts as rules",
+        source=src.name, line=line, column=column, text=src.text,
+    )
+
+
+def _deepest_nesting(text: str) -> tuple[int, int | None, int | None]:
+    """The deepest nesting of ``(``/``[`` outside comments, strings and regexes, and the line and
+    column of the first bracket that reaches it."""
+    depth = deepest = 0
+    where: tuple[int | None, int | None] = (None, None)
+    i, n, line, line_start = 0, len(text), 1, 0
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        elif c in "\"/":
+            end = i + 1
+            while end < n and text[end] != c and text[end] != "\n":
+                end += 2 if text[end] == "\\" else 1
+            i = end + 1 if end < n and text[end] == c else end
+            continue
+        elif c in "([":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, (line, i - line_start + 1)
+        elif c in ")]":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest, *where
 
 
 def _display_name(key: object) -> str:
