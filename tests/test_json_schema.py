@@ -735,6 +735,15 @@ def test_large_counts_convert_and_count_exactly(schema, sizes):
         assert accepts(m, json.dumps(doc, separators=(",", ":"))) == is_valid(doc, schema), n
 
 
+@pytest.mark.parametrize("schema", [{"type": "integer", "minimum": 10**400},
+                                    {"type": "integer", "exclusiveMaximum": -(10**400)}])  # fmt: skip
+def test_integer_bounds_beyond_float_range_are_exact(schema):
+    # Found by tests/fuzz: such a bound raised OverflowError (int too large to convert to float).
+    m = matcher_for(schema, whitespace="compact")
+    for doc in (10**400, 10**400 - 1, 10**400 + 1, -(10**400), -(10**400) - 1, -(10**400) + 1, 0):
+        assert accepts(m, str(doc)) == is_valid(doc, schema), doc
+
+
 def test_lenient_length_bound_above_the_cap_drops_it():
     result = convert_json_schema({"type": "string", "maxLength": 20000}, lenient=True)
     assert result.dropped and "maxLength" in result.dropped[0]

@@ -377,10 +377,10 @@ class _Converter:
             if k in s:
                 s[k] = int(s[k])
         for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
+            if k in s and not _finite_number(s[k]):
                 raise bad(k, "a number")
         for m in _as_list(s.get("multipleOf")):
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+            if not _finite_number(m) or m <= 0:
                 raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
             raise bad("required", "a list of strings")
@@ -764,14 +764,15 @@ class _Converter:
                 integer = True  # the validator's `int % int` is exact; fraction texts would be floats
         lo = hi = None
         if integer:
+            # Python ints, exact at any size (Decimal arithmetic would round to 28 digits)
             if "minimum" in s:
-                lo = Decimal(math.ceil(Decimal(s["minimum"])))
+                lo = Decimal(math.ceil(s["minimum"]))
             if "exclusiveMinimum" in s:
-                lo = _max(lo, Decimal(math.floor(Decimal(s["exclusiveMinimum"])) + 1))
+                lo = _max(lo, Decimal(math.floor(s["exclusiveMinimum"]) + 1))
             if "maximum" in s:
-                hi = Decimal(math.floor(Decimal(s["maximum"])))
+                hi = Decimal(math.floor(s["maximum"]))
             if "exclusiveMaximum" in s:
-                hi = _min(hi, Decimal(math.ceil(Decimal(s["exclusiveMaximum"])) - 1))
+                hi = _min(hi, Decimal(math.ceil(s["exclusiveMaximum"]) - 1))
         else:
             if "minimum" in s:
                 lo = float_safe(s["minimum"], up=True, strict=False)
@@ -1012,6 +1013,13 @@ def _kind(v: Any) -> str:
     if isinstance(v, (int, float)):
         return "number"
     return {str: "string", dict: "object", list: "array"}.get(type(v), "string")
+
+
+def _finite_number(value: object) -> bool:
+    """A JSON number: an int of any size (never converted to float), or a finite float."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _is_type(v: Any, t: str) -> bool:
