@@ -301,6 +301,16 @@ CORPUS = [
                                             {"patternProperties": {"b$": {"minimum": 10}}, "properties": {"ab": {"maximum": 20}}}]},
      ['{"a":1}', '{"ab":15}', '{"axb":12}', '{"b":"s"}', '{"zz":null}', '{"ab":15,"a":-1}'],
      ['{"a":"s"}', '{"ab":25}', '{"ab":5}', '{"axb":5}', '{"axb":"s"}', '{"ab":15,"a":"s"}']),
+    ("contains", {"type": "array", "contains": {"type": "integer"}},
+     ["[1]", '["a",1]', '[1,2,"b"]', '[null,"x",3]'], ["[]", '["a"]', '["a",null]']),
+    ("contains-counted", {"type": "array", "items": {"type": "boolean"}, "contains": {"const": True},
+                          "minContains": 2, "maxContains": 3},
+     ["[true,true]", "[true,false,true]", "[false,true,true,true,false]"],
+     ["[true]", "[true,true,true,true]", "[]", "[false,false]", '[true,true,"x"]']),
+    ("contains-prefix", {"prefixItems": [{"type": "string"}], "contains": {"type": "string"}, "minContains": 2, "maxItems": 3},
+     ['["a","b"]', '["a",1,"b"]', '["a","b","c"]'], ['["a"]', '[1,"b","c"]', '["a",1,2]', '["a","b","c","d"]']),
+    ("contains-at-most-one", {"type": "array", "contains": {"minimum": 5}, "maxContains": 1},
+     ["[5]", "[1,5]", "[7,4]"], ["[]", "[5,6]", "[1,2]", "[9,9,1]", '[1,5,"x"]']),  # "x" matches too
 ]  # fmt: skip
 
 
@@ -344,9 +354,11 @@ def test_property_names_refusing_a_required_name_leave_no_document():
     "schema, keyword",
     [({"allOf": [{"patternProperties": {"^a": {}}}, {"additionalProperties": False}]}, "patternProperties"),
      ({"propertyNames": {"enum": ["a", "b"]}}, "propertyNames"),
-     ({"patternProperties": {f"^{c}": {} for c in "abcdefg"}}, "patternProperties")],
+     ({"patternProperties": {f"^{c}": {} for c in "abcdefg"}}, "patternProperties"),
+     ({"contains": {"type": "integer"}, "maxContains": 2}, "maxContains"),  # "not integer" is not writable
+     ({"allOf": [{"contains": {"type": "string"}}, {"contains": {"type": "null"}}]}, "contains")],
 )  # fmt: skip
-def test_object_key_constraints_beyond_the_supported_ones_are_named(schema, keyword):
+def test_key_and_contains_constraints_beyond_the_supported_ones_are_named(schema, keyword):
     with pytest.raises(UnsupportedSchemaError) as info:
         gad.Grammar.from_json_schema(schema)
     assert info.value.keyword == keyword

@@ -62,6 +62,7 @@ def keywords(schema: st.SearchStrategy) -> dict[str, st.SearchStrategy]:
         "$defs": st.fixed_dictionaries({"a": schema}),
         "uniqueItems": st.one_of(st.booleans(), st.just(["nope"])),
         "contains": schema,
+        "minContains": COUNTS, "maxContains": COUNTS,
         "propertyNames": schema,
         "patternProperties": st.dictionaries(st.sampled_from(["^a", "b$"]), schema, max_size=1),
         "dependentRequired": st.dictionaries(NAMES, names, max_size=1),

@@ -97,9 +97,6 @@ _REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchema
 _UNSUPPORTED = {
     "unevaluatedProperties": "unevaluated properties are not supported",
     "unevaluatedItems": "unevaluated items are not supported",
-    "contains": "'contains' is not supported",
-    "minContains": "'contains' is not supported",
-    "maxContains": "'contains' is not supported",
     "$dynamicRef": "dynamic references are not supported",
     "$recursiveRef": "dynamic references are not supported",
 }
@@ -108,6 +105,7 @@ _ASSERTIONS = {
     "properties", "required", "additionalProperties", "minProperties", "maxProperties",
     "patternProperties", "propertyNames",
     "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+    "contains", "minContains", "maxContains",
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
@@ -118,7 +116,7 @@ _SPEC_FORMATS = frozenset({
 })  # fmt: skip
 """The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
 they are assertions; any other format name is an annotation it ignores, and so does gad."""
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
 _MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
 DEFAULT_WHITESPACE = 16
@@ -535,6 +533,10 @@ class _Converter(ObjectRules):
                 out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
             elif k == "propertyNames":
                 out[k] = _conj(x, v)
+            elif k in ("contains", "minContains", "maxContains") and not _json_equal(x, v):
+                # two `contains` may be met by different items: not one `contains`
+                self.unsupported("contains", ptr, "an allOf of two different 'contains' is not supported")
+                out.pop("contains", None)  # (lenient) looser than the schema, as dropping is
         # properties: a name's schema is its entry, else the patterns it matches (kept in the
         # union of both operands' patterns), else additionalProperties, in each operand
         if any(k in s for s in (a, b) for k in ("properties", "additionalProperties", "patternProperties")):
@@ -679,6 +681,10 @@ class _Converter(ObjectRules):
                 return False
             for j, v in enumerate(value):
                 if not self.conforms(v, prefix[j] if j < len(prefix) else items, pointer(ptr, "items", j)):
+                    return False
+            if "contains" in s:
+                hits = sum(self.conforms(v, s["contains"], pointer(ptr, "contains")) for v in value)
+                if not s.get("minContains", 1) <= hits <= s.get("maxContains", math.inf):
                     return False
         return True
 
@@ -874,28 +880,62 @@ class _Converter(ObjectRules):
         def elem(j: int) -> str | None:
             return elems[j] if j < len(elems) else rest
 
+        # `contains`: c counts the items written that match it, capped where nothing changes
+        contains = s.get("contains")
+        min_c, max_c = s.get("minContains", 1), s.get("maxContains")
+        if contains is None or (min_c == 0 and max_c is None):
+            contains, min_c, max_c = None, 0, None
+        absent: Any = None  # the items `contains` does not match, needed to count up to maxContains
+        if max_c is not None:
+            try:
+                absent = {"anyOf": negate(self.flatten(contains, pointer(ptr, "contains"), ()))}
+            except NotExpressible as exc:
+                self.unsupported("maxContains", ptr, f"it needs the negation of 'contains', which cannot be written: {exc} ({exc.keyword!r})")
+                max_c = None  # (lenient) looser than the schema, as dropping is
+                contains = None if min_c == 0 else contains
+        cap = max_c if max_c is not None else min_c
+        counting: dict[int, list[tuple[str, int]]] = {}
+
+        def choices(j: int) -> list[tuple[str, int]]:
+            """(item nonterminal, 1 if it counts for `contains`) for the item at index j."""
+            key = min(j, len(elems))
+            if key not in counting:
+                e = elem(j)
+                if contains is None:
+                    counting[key] = [(e, 0)] if e else []
+                else:
+                    at = prefix[j] if j < len(prefix) else s.get("items", True)
+                    hit = self.node({"allOf": [at, contains]}, pointer(ptr, "contains"))
+                    miss = e if max_c is None else self.node({"allOf": [at, absent]}, pointer(ptr, "contains"))
+                    counting[key] = [(n, d) for n, d in ((hit, 1), (miss, 0)) if n]
+            return counting[key]
+
         first_state = 1 if high is not None or loop >= 1 else loop
-        pending, made = [first_state], set()
-        while pending:  # state j: j items written (from `loop` on, all alike when unbounded)
-            j = pending.pop()
-            if j in made:
+        pending, made = [(first_state, c) for _, c in choices(0)], set()
+        while pending:  # state (j, c): j items written (from `loop` on, all alike when unbounded)
+            j, c = pending.pop()
+            if (j, c) in made:
                 continue
-            made.add(j)
-            name = f"{base}_{j}"
-            if j >= low:
+            made.add((j, c))
+            name = f"{base}_{j}_{c}"
+            if j >= low and c >= min_c:
                 self.rules.append(Rule(name, ()))
-            e = elem(j)
-            if (high is None or j < high) and e is not None:
-                nxt = j + 1 if high is not None or j + 1 <= loop else loop
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}")))
-                pending.append(nxt)
+            if high is not None and j >= high:
+                continue
+            nxt = j + 1 if high is not None or j + 1 <= loop else loop
+            for e, d in choices(j):
+                if max_c is not None and c + d > max_c:
+                    continue
+                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}_{min(c + d, cap)}")))
+                pending.append((nxt, min(c + d, cap)))
 
         out: list[tuple[str, ...]] = []
-        if low == 0:
+        if low == 0 and min_c == 0:
             out.append((self.punct("EMPTY_ARRAY"),))
-        first = elem(0)
-        if (high is None or high > 0) and first is not None:
-            out.append((self.punct("LSQB"), first, f"{base}_{first_state}", self.punct("RSQB")))
+        if high is None or high > 0:
+            for first, d in choices(0):
+                if max_c is None or d <= max_c:
+                    out.append((self.punct("LSQB"), first, f"{base}_{first_state}_{min(d, cap)}", self.punct("RSQB")))
         return out
 
 
