@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,7 @@ def load_arrays(path: str | os.PathLike[str], what: str) -> tuple[dict[str, np.n
         meta = json.loads(bytes(arrays.pop("meta")).decode())
         if not isinstance(meta, dict):
             raise ValueError("metadata is not a JSON object")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        # zlib.error: a damaged deflate stream; NotImplementedError: an unknown compression method
         raise ConfigurationError(f"cannot load {path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
     return arrays, meta
