@@ -29,40 +29,34 @@ array-valued ``items`` with ``additionalItems``.
 Every terminal is a real regex (`Terminal.regex`, whole-input semantics); the regexes of strings and
 numbers, and the automata of the slow ones (counted lengths, intersections of constraints), come
 from `gad.grammar.json_tokens`.
+
+This module walks the schema (references, ``allOf`` merging, ``anyOf``/``oneOf``, ``enum``/
+``const``); the rules of each kind of value are in `objects`, `arrays` and `scalars`, mixins of the
+one `_Converter`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
 import warnings
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import jsonschema
 import referencing
 import referencing.exceptions
 
-from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
+from gad.errors import ConfigurationError, EmptyLanguageError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
-from gad.errors import UnsupportedGrammarError
-from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
+from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX
+from gad.grammar.json_schema.arrays import ArrayRules
 from gad.grammar.json_schema.loading import load_schema, pointer, prepare
+from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
 from gad.grammar.json_schema.objects import ObjectRules, pattern_problem, property_schema
-from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
-from gad.grammar.json_tokens import (
-    CHAR,
-    STRING_REGEX,
-    SUPPORTED_FORMATS,
-    counted_string_dfa,
-    encode_search,
-    intersect,
-    spaced_dfa,
-)
+from gad.grammar.json_schema.scalars import ScalarRules, as_list
+from gad.grammar.json_tokens import STRING_REGEX, SUPPORTED_FORMATS, spaced_dfa
 from gad.grammar.regex import ByteDFA, compile_regex
 
 __all__ = [
@@ -107,19 +101,11 @@ _ASSERTIONS = {
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
-_SPEC_FORMATS = frozenset({
-    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
-    "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
-    "relative-json-pointer", "regex",
-})  # fmt: skip
-"""The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
-they are assertions; any other format name is an annotation it ignores, and so does gad."""
 # unevaluatedProperties/Items are read as additionalProperties/items once the in-place subschemas
 # ($ref, allOf) are merged in; next to these keywords that reading would not be exact.
 _CONDITIONAL = ("anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies")
 _UNEVALUATED = {"unevaluatedProperties": _CONDITIONAL, "unevaluatedItems": (*_CONDITIONAL, "contains")}
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
-_MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
 DEFAULT_WHITESPACE = 16
 
@@ -194,7 +180,7 @@ def json_schema_to_grammar(
 # -- the converter ------------------------------------------------------------------------------------
 
 
-class _Converter(ObjectRules):
+class _Converter(ObjectRules, ArrayRules, ScalarRules):
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
@@ -382,7 +368,7 @@ class _Converter(ObjectRules):
         for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
             if k in s and not _finite_number(s[k]):
                 raise bad(k, "a number")
-        for m in _as_list(s.get("multipleOf")):
+        for m in as_list(s.get("multipleOf")):
             if not _finite_number(m) or m <= 0:
                 raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
@@ -397,7 +383,7 @@ class _Converter(ObjectRules):
         for k in ("pattern", "format"):
             if k in s and not (isinstance(s[k], str) or (isinstance(s[k], list) and all(isinstance(p, str) for p in s[k]))):
                 raise bad(k, "a string")
-        patterns = _as_list(s.get("pattern"))
+        patterns = as_list(s.get("pattern"))
         compilable = []
         for p in patterns:
             try:
@@ -456,7 +442,7 @@ class _Converter(ObjectRules):
             if term:
                 out.append((term,))
         if "number" in types or "integer" in types:
-            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in _as_list(s.get("multipleOf")))
+            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in as_list(s.get("multipleOf")))
             if term:
                 out.append((term,))
         if "object" in types:
@@ -535,11 +521,11 @@ class _Converter(ObjectRules):
             elif k in ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"):
                 out[k] = min(x, v)
             elif k in ("pattern", "format"):
-                out[k] = list(dict.fromkeys(_as_list(x) + _as_list(v)))
+                out[k] = list(dict.fromkeys(as_list(x) + as_list(v)))
             elif k in ("anyOf", "oneOf"):  # (∨ A) ∧ (∨ B) = ∨_i (A_i ∧ (∨ B))
                 out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
             elif k == "multipleOf":
-                out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
+                out[k] = list(as_list(x)) + [m for m in as_list(v) if m not in as_list(x)]
             elif k == "propertyNames":
                 out[k] = _conj(x, v)
             elif k in ("contains", "minContains", "maxContains") and not _json_equal(x, v):
@@ -656,14 +642,14 @@ class _Converter(ObjectRules):
             return False
         if "const" in s and not _json_equal(value, s["const"]):
             return False
-        if "type" in s and not any(_is_type(value, t) for t in _as_list(s["type"])):
+        if "type" in s and not any(_is_type(value, t) for t in as_list(s["type"])):
             return False
         if isinstance(value, str):
             if not s.get("minLength", 0) <= len(value) <= s.get("maxLength", math.inf):
                 return False
-            if not all(re.search(p, value) for p in _as_list(s.get("pattern"))):
+            if not all(re.search(p, value) for p in as_list(s.get("pattern"))):
                 return False
-            for f in _as_list(s.get("format")):
+            for f in as_list(s.get("format")):
                 if f in SUPPORTED_FORMATS and not re.fullmatch(SUPPORTED_FORMATS[f], value):
                     return False
         elif _is_type(value, "number"):
@@ -675,7 +661,7 @@ class _Converter(ObjectRules):
                 return False
             if "exclusiveMaximum" in s and not value < s["exclusiveMaximum"]:
                 return False
-            for m in _as_list(s.get("multipleOf")):
+            for m in as_list(s.get("multipleOf")):
                 if not jsonschema.Draft202012Validator({"multipleOf": m}).is_valid(value):
                     return False
         elif isinstance(value, dict):
@@ -750,207 +736,6 @@ class _Converter(ObjectRules):
             self._names.update((name, obj, members, arr, items))
         return self._any
 
-    # -- strings ----------------------------------------------------------------------------------------
-
-    def string_terminal(self, s: dict, ptr: str) -> str | None:
-        language = self.string_language(s, ptr)
-        if language is False:
-            return None
-        if language is True:
-            return self.punct("STRING")
-        return self.terminal("STRING", *language)
-
-    def string_language(self, s: dict, ptr: str) -> bool | tuple[str, ByteDFA]:
-        """The quoted JSON strings the string keywords of `s` allow: True for all, False for none,
-        else (a whole-input regex for them, its automaton)."""
-        low, high = s.get("minLength", 0), s.get("maxLength")
-        if high is not None and high < low:
-            return False
-        constraints: list[str] = []  # whole-input regexes over the quoted JSON text
-        for p in _as_list(s.get("pattern")):
-            try:
-                constraints.append('"' + encode_search(p) + '"')
-            except (GrammarError, re.error) as exc:
-                self.unsupported("pattern", ptr, f"pattern {p!r}: {getattr(exc, 'message', exc)}")
-        for f in _as_list(s.get("format")):
-            if f in SUPPORTED_FORMATS:
-                constraints.append('"' + encode_search(r"\A(?:" + SUPPORTED_FORMATS[f] + r")\Z") + '"')
-            elif f in _SPEC_FORMATS:
-                self.unsupported("format", ptr, f"format {f!r} is not one of {', '.join(SUPPORTED_FORMATS)}")
-            else:
-                note = f"'format' at {ptr}: {f!r} is not a format JSON Schema defines: an annotation, not checked"
-                if note not in self.notes:
-                    self.notes.append(note)
-        if not constraints and low == 0 and high is None:
-            return True
-        if high is not None and high - low > 10_000 or low > 10_000:
-            self.unsupported("maxLength", ptr, "string length bounds above 10000 are not supported")
-            low, high = min(low, 10_000), None
-        dfas = []
-        if low or high is not None:
-            dfas.append(counted_string_dfa(low, high))
-            count = f"{{{low},{'' if high is None else high}}}"
-            constraints.insert(0, '"' + CHAR + count + '"')
-        try:
-            dfas += [compile_regex(c, whole_input=True) for c in constraints[len(dfas) :]]
-        except GrammarError as exc:
-            self.unsupported("pattern", ptr, exc.message)
-            return True
-        if not dfas:
-            return True
-        dfa = functools.reduce(intersect, dfas)
-        if dfa is None:
-            return False
-        regex = "".join(f"(?={c[1:]})" if i < len(constraints) - 1 else c[1:] for i, c in enumerate(constraints))
-        return '"' + regex, dfa
-
-    # -- numbers ----------------------------------------------------------------------------------------
-
-    def number_terminal(self, s: dict, ptr: str, *, integer: bool) -> str | None:
-        multiples: list[Fraction] = []
-        for m in _as_list(s.get("multipleOf")):
-            divisor = self.divisor(m, ptr)
-            if divisor is None:
-                continue
-            multiples.append(divisor)
-            if isinstance(m, int):
-                integer = True  # the validator's `int % int` is exact; fraction texts would be floats
-        lo = hi = None
-        if integer:
-            # Python ints, exact at any size (Decimal arithmetic would round to 28 digits)
-            if "minimum" in s:
-                lo = Decimal(math.ceil(s["minimum"]))
-            if "exclusiveMinimum" in s:
-                lo = _max(lo, Decimal(math.floor(s["exclusiveMinimum"]) + 1))
-            if "maximum" in s:
-                hi = Decimal(math.floor(s["maximum"]))
-            if "exclusiveMaximum" in s:
-                hi = _min(hi, Decimal(math.ceil(s["exclusiveMaximum"]) - 1))
-        else:
-            if "minimum" in s:
-                lo = float_safe(s["minimum"], up=True, strict=False)
-            if "exclusiveMinimum" in s:
-                lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
-            if "maximum" in s:
-                hi = float_safe(s["maximum"], up=False, strict=False)
-            if "exclusiveMaximum" in s:
-                hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
-        for m in _as_list(s.get("multipleOf")):
-            if isinstance(m, float) and m != 1:  # the validator divides floats: exact only while x is
-                k = Fraction(m).denominator.bit_length() - 1  # a double, |x| < 2**(53-k)
-                edge = Decimal(2 ** 53 - 1) / Decimal(2**k)
-                lo, hi = _max(lo, -edge), _min(hi, edge)
-        if lo is not None and hi is not None and lo > hi:
-            return None
-        multiples = [m for m in multiples if m != 1 or not integer]
-        if lo is None and hi is None and not multiples:
-            return self.punct("INTEGER" if integer else "NUMBER")
-        spec = NumberSpec(integer=integer, lo=lo, hi=hi, multiples=tuple(dict.fromkeys(multiples)))
-        try:
-            dfa = number_dfa(spec)
-        except UnsupportedGrammarError as exc:
-            self.unsupported("multipleOf" if multiples else "minimum", ptr, exc.message)
-            return self.punct("INTEGER" if integer else "NUMBER")
-        if dfa is None:
-            return None
-        return self.terminal("INTEGER" if integer else "NUMBER", dfa.pattern, dfa)
-
-    def divisor(self, m: int | float, ptr: str) -> Fraction | None:
-        """``multipleOf m`` as an exact rational the automaton tests against, or None (unsupported,
-        dropped in lenient mode). `jsonschema` computes ``x % m`` for an int and ``x / m`` in floats
-        for a float: exact only for floats ``a / 2**k`` (k <= 64) and values the doubles hold exactly."""
-        if isinstance(m, int):
-            return Fraction(m)
-        exact = Fraction(m)
-        if exact.denominator > 2**64:
-            self.unsupported("multipleOf", ptr, f"multipleOf {m!r} is not exactly a double with a short binary "
-                             "fraction, and the validator divides in floating point (use an integer divisor)")
-            return None
-        return exact
-
-    # -- objects ----------------------------------------------------------------------------------------
-
-    # -- arrays -----------------------------------------------------------------------------------------
-
-    def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
-        prefix = s.get("prefixItems", [])
-        low, high = s.get("minItems", 0), s.get("maxItems")
-        elems = [self.node(x, pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
-        rest = self.node(s.get("items", True), pointer(ptr, "items"))
-        limit = next((j for j, e in enumerate(elems) if e is None), None)  # no value fits position `limit`
-        if limit is None and rest is None:
-            limit = len(elems)
-        if limit is not None:
-            high = limit if high is None else min(high, limit)
-        if high is not None and low > high:
-            return []
-        loop = max(len(elems), low)  # from here on every position looks the same
-        last = high if high is not None else loop
-        if last > _MAX_CHAIN:
-            self.unsupported("maxItems" if high is not None else "minItems", ptr, "the bound is too large to unroll")
-            return [(self.any_value(),)] if self.lenient else []
-        base = self.new_name(ptr + "/items") + "_"
-
-        def elem(j: int) -> str | None:
-            return elems[j] if j < len(elems) else rest
-
-        # `contains`: c counts the items written that match it, capped where nothing changes
-        contains = s.get("contains")
-        min_c, max_c = s.get("minContains", 1), s.get("maxContains")
-        if contains is None or (min_c == 0 and max_c is None):
-            contains, min_c, max_c = None, 0, None
-        absent: Any = None  # the items `contains` does not match, needed to count up to maxContains
-        if max_c is not None:
-            try:
-                absent = {"anyOf": negate(self.flatten(contains, pointer(ptr, "contains"), ()))}
-            except NotExpressible as exc:
-                self.unsupported("maxContains", ptr, f"it needs the negation of 'contains', which cannot be written: {exc} ({exc.keyword!r})")
-                max_c = None  # (lenient) looser than the schema, as dropping is
-                contains = None if min_c == 0 else contains
-        cap = max_c if max_c is not None else min_c
-        counting: dict[int, list[tuple[str, int]]] = {}
-
-        def choices(j: int) -> list[tuple[str, int]]:
-            """(item nonterminal, 1 if it counts for `contains`) for the item at index j."""
-            key = min(j, len(elems))
-            if key not in counting:
-                e = elem(j)
-                if contains is None:
-                    counting[key] = [(e, 0)] if e else []
-                else:
-                    at = prefix[j] if j < len(prefix) else s.get("items", True)
-                    hit = self.node({"allOf": [at, contains]}, pointer(ptr, "contains"))
-                    miss = e if max_c is None else self.node({"allOf": [at, absent]}, pointer(ptr, "contains"))
-                    counting[key] = [(n, d) for n, d in ((hit, 1), (miss, 0)) if n]
-            return counting[key]
-
-        first_state = 1 if high is not None or loop >= 1 else loop
-        pending, made = [(first_state, c) for _, c in choices(0)], set()
-        while pending:  # state (j, c): j items written (from `loop` on, all alike when unbounded)
-            j, c = pending.pop()
-            if (j, c) in made:
-                continue
-            made.add((j, c))
-            name = f"{base}_{j}_{c}"
-            if j >= low and c >= min_c:
-                self.rules.append(Rule(name, ()))
-            if high is not None and j >= high:
-                continue
-            nxt = j + 1 if high is not None or j + 1 <= loop else loop
-            for e, d in choices(j):
-                if max_c is not None and c + d > max_c:
-                    continue
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}_{min(c + d, cap)}")))
-                pending.append((nxt, min(c + d, cap)))
-
-        out: list[tuple[str, ...]] = []
-        if low == 0 and min_c == 0:
-            out.append((self.punct("EMPTY_ARRAY"),))
-        if high is None or high > 0:
-            for first, d in choices(0):
-                if max_c is None or d <= max_c:
-                    out.append((self.punct("LSQB"), first, f"{base}_{first_state}_{min(d, cap)}", self.punct("RSQB")))
-        return out
 
 
 def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]:
@@ -979,9 +764,6 @@ def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]
 # -- helpers on schemas and values ----------------------------------------------------------------------
 
 
-def _as_list(x: Any) -> list:
-    return [] if x is None else list(x) if isinstance(x, list) else [x]
-
 
 def _conj(x: Any, y: Any) -> Any:
     if x is True:
@@ -994,7 +776,7 @@ def _conj(x: Any, y: Any) -> Any:
 
 
 def _type_intersection(x: Any, y: Any) -> list[str]:
-    a, b = set(_as_list(x)), set(_as_list(y))
+    a, b = set(as_list(x)), set(as_list(y))
     if "number" in a:
         a.add("integer")
     if "number" in b:
@@ -1009,7 +791,7 @@ def _value_types(s: dict) -> set[str]:
         return {_kind(v) for v in values}
     if "type" not in s:
         return {"null", "boolean", "object", "array", "number", "string"}
-    return {"number" if t == "integer" else t for t in _as_list(s["type"])}
+    return {"number" if t == "integer" else t for t in as_list(s["type"])}
 
 
 def _values(s: dict) -> list | None:
@@ -1076,11 +858,3 @@ def _dump(value: Any, ptr: str) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"enum/const value at {ptr} is not JSON: {exc}", pointer=ptr) from None
-
-
-def _max(a: Any, b: Any) -> Any:
-    return b if a is None else max(a, b)
-
-
-def _min(a: Any, b: Any) -> Any:
-    return b if a is None else min(a, b)
