@@ -21,7 +21,10 @@ from gad.errors import GadError, GrammarError, UndefinedRuleError, UnsupportedGr
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 
 _AT_LINE_COLUMN = re.compile(r"at line (\d+),? column (\d+)\.?")
-_UNDEFINED = re.compile(r"(?:Rule|Terminal|Using an undefined rule|Using an undefined terminal)\s+'?([^' ]+)'?")
+_UNDEFINED = re.compile(r"(?:used but not defined: |(?:Rule|Terminal|Using an undefined rule|Using an undefined terminal)\s+(?!used\b)'?)([^' ]+)'?")
+_DEFINED_TWICE = re.compile(r"(?:Rule|Terminal) '([^']+)' defined more than once")
+_IGNORED_UNDEFINED = re.compile(r"Terminals \{'(\w+)'")
+_EMPTY_TERMINAL = re.compile(r"Terminals cannot be empty \((\w+)\)")
 
 
 def load_lark(
@@ -56,7 +59,7 @@ def load_lark(
             terminal = Terminal.compile(term.name, regex, lexer=True)
         except GrammarError as exc:
             where, name = files.owner(term.name)
-            line, column = _locate_pattern(where, term.pattern.value)
+            line, column = _locate_pattern(where, term.pattern.value, name)
             message = exc.message.replace(term.name, name)
             message = message if name in message else f"terminal {name}: {message}"
             raise type(exc)(message, source=where.name, line=line, column=column, text=where.text) from None
@@ -244,11 +247,23 @@ def _epsilon_shift(src: SourceText, line: int, column: int) -> int:
     return column
 
 
-def _locate_pattern(src: SourceText, value: str) -> tuple[int | None, int | None]:
-    """Where a terminal's pattern is written: as ``/regex/``, as ``"string"``, or anywhere."""
+def _locate_pattern(src: SourceText, value: str, name: str | None = None) -> tuple[int | None, int | None]:
+    """Where a terminal's pattern is written: as ``/regex/``, as ``"string"``, or anywhere; else
+    where the terminal `name` is defined."""
     for written in (f"/{value}/", f'"{value}"', value):
         if value and written in src.text:
             return src.locate(written)
+    return _locate_definition(src, name) if name else (None, None)
+
+
+def _locate_definition(src: SourceText, name: str, nth: int = 0) -> tuple[int | None, int | None]:
+    """The line and column of the `nth` definition of rule or terminal `name` (``name:``,
+    ``?name:``, ``NAME.2:``), or (None, None)."""
+    found = re.finditer(rf"^[ \t]*[?!]?({re.escape(name)})(?:\.-?\d+)?[ \t]*(?:\{{[^}}]*\}}[ \t]*)?:", src.text, re.MULTILINE)
+    for k, match in enumerate(found):
+        if k == nth:
+            start = match.start(1)
+            return src.text.count("\n", 0, start) + 1, start - (src.text.rfind("\n", 0, start) + 1) + 1
     return None, None
 
 
@@ -274,6 +289,18 @@ def _grammar_error(files: _ImportedFiles, exc: LarkError) -> GrammarError:
         message = _AT_LINE_COLUMN.sub("", message).rstrip(" ,:")
     if isinstance(line, int) and isinstance(column, int) and line >= 1 and imported is None:
         column = _epsilon_shift(src, line, column)
+    twice = _DEFINED_TWICE.search(message)
+    if twice and line is None:
+        line, column = _locate_definition(src, twice.group(1), nth=1)
+    ignored = _IGNORED_UNDEFINED.search(message)
+    if ignored and line is None:
+        found = re.search(rf"^[ \t]*%ignore[ \t]+({re.escape(ignored.group(1))})\b", src.text, re.MULTILINE)
+        if found:
+            line = src.text.count("\n", 0, found.start(1)) + 1
+            column = found.start(1) - (src.text.rfind("\n", 0, found.start(1)) + 1) + 1
+    empty = _EMPTY_TERMINAL.search(message)
+    if empty and line is None:
+        line, column = _locate_definition(src, empty.group(1))
     cls = GrammarError
     undefined = _UNDEFINED.search(message)
     if "not defined" in message or "undefined" in message.lower():
