@@ -12,6 +12,7 @@ Oracles, all independent of the code under test:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -378,6 +379,33 @@ def test_key_and_contains_constraints_beyond_the_supported_ones_are_named(schema
     with pytest.raises(UnsupportedSchemaError) as info:
         gad.Grammar.from_json_schema(schema)
     assert info.value.keyword == keyword
+
+
+ANY_ORDER = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {}},
+             "required": ["a", "b"], "additionalProperties": {"type": "boolean"}, "maxProperties": 4}
+
+
+def test_any_property_order_accepts_exactly_the_valid_orders():
+    m = matcher_for(ANY_ORDER, property_order="any")
+    values = {"a": 1, "b": "x", "c": None, "z": True, "y": False}
+    for size in range(0, 6):
+        for keys in itertools.permutations(values, size):
+            doc = {k: values[k] for k in keys}
+            assert accepts(m, dumps(doc)) == is_valid(doc, ANY_ORDER), doc
+    assert not accepts(m, '{"a":1,"b":"x","a":2}')  # a named property at most once
+    assert not accepts(m, '{"b":"x","a":"1"}')
+    rng = random.Random(0)
+    walks = [random_walk(m, rng) for _ in range(25)]
+    assert all(is_valid(json.loads(w), ANY_ORDER) for w in walks if w is not None)
+    assert len({tuple(json.loads(w)) for w in walks if w is not None}) > 3  # orders vary
+
+
+def test_any_property_order_is_bounded():
+    schema = {"type": "object", "properties": {f"p{i}": {} for i in range(11)}}
+    with pytest.raises(UnsupportedSchemaError, match="property_order='any' over 11 properties"):
+        gad.Grammar.from_json_schema(schema, property_order="any")
+    with pytest.raises(gad.ConfigurationError, match="property_order"):
+        gad.Grammar.from_json_schema(schema, property_order="sorted")
 
 
 def test_whitespace_bounded():

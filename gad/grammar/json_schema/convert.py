@@ -120,13 +120,17 @@ def convert_json_schema(
     lenient: bool = False,
     extra_properties: bool = True,
     registry: referencing.Registry | None = None,
+    property_order: str = "schema",
 ) -> SchemaConversion:
     """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
     mode the dropped keywords are in the result's ``dropped``."""
     root = load_schema(schema)
     if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
         raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
+    if property_order not in ("schema", "any"):
+        raise ConfigurationError(f'`property_order` has to be "schema" or "any", but is {property_order!r}')
     converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties), registry)
+    converter.any_order = property_order == "any"
     try:
         grammar = converter.build()
     except RecursionError:  # a $ref/allOf chain deeper than the walk's stack (nesting is bounded up front)
@@ -141,6 +145,7 @@ def json_schema_to_grammar(
     lenient: bool = False,
     extra_properties: bool = True,
     registry: referencing.Registry | None = None,
+    property_order: str = "schema",
 ) -> Grammar:
     """The grammar of the JSON documents that validate against ``schema``.
 
@@ -159,6 +164,10 @@ def json_schema_to_grammar(
             from a language model; still sound). The default follows JSON Schema: they admit any.
         registry: a `referencing.Registry` of the documents remote ``$ref``s may name (keyed by
             their URI); nothing is ever fetched.
+        property_order: ``"schema"`` (default): named properties in the schema's order, then any
+            others; ``"any"``: named and other properties in any order, each named one at most
+            once (2**k states for k named properties of one object: at most 10 of them, else
+            `UnsupportedSchemaError`).
 
     Raises:
         UnsupportedSchemaError: a keyword that cannot be compiled exactly (message: keyword and
@@ -166,7 +175,8 @@ def json_schema_to_grammar(
         SchemaError: a malformed schema, an unresolvable ``$ref``, or a schema no document satisfies.
     """
     result = convert_json_schema(
-        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry,
+        property_order=property_order,
     )
     if result.dropped:
         warnings.warn(
@@ -191,6 +201,7 @@ class _Converter(ObjectRules, ArrayRules, ScalarRules):
         self.ws_n = ws
         self.lenient = lenient
         self.extra_properties = extra_properties
+        self.any_order = False  # property_order="any"
         self.dropped: list[str] = []
         self.notes: list[str] = []
         self.rules: list[Rule] = []

@@ -28,11 +28,12 @@ from gad.grammar.json_schema.loading import pointer
 from gad.grammar.json_tokens import ENCODED_CHAR, difference, encode_search, followed_by, intersect, spaced_dfa, spellings
 from gad.grammar.regex import ByteDFA, compile_regex
 
-__all__ = ["MAX_PATTERN_PROPERTIES", "ObjectRules", "pattern_problem", "property_schema"]
+__all__ = ["MAX_ANY_ORDER", "MAX_PATTERN_PROPERTIES", "ObjectRules", "pattern_problem", "property_schema"]
 
 MAX_PATTERN_PROPERTIES = 6
 """The most ``patternProperties`` patterns one object may have (its key space has 2**n regions)."""
 MAX_CHAIN = 2000  # the most rules one counted object bound may unroll to
+MAX_ANY_ORDER = 10  # property_order="any": the most named properties of one object (2**10 states)
 _ANY_KEY = '"' + ENCODED_CHAR + '*"'
 _NAME_KEYWORDS = {"type", "minLength", "maxLength", "pattern", "format"}  # propertyNames supported
 
@@ -89,6 +90,8 @@ class ObjectRules:
         if cap * (len(members) + len(extras)) > MAX_CHAIN:
             self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
             return [(self.any_value(),)] if self.lenient else []
+        if self.any_order and len(members) > 1:
+            return self.any_order_alternatives(members, extras, low, high, cap, ptr)
         base = self.new_name(ptr + "/members") + "_"
         comma = self.punct("COMMA")
         pending, made = [(0, 0)], set()
@@ -118,6 +121,45 @@ class ObjectRules:
 
         out: list[tuple[str, ...]] = []
         if low == 0 and not any(req for _, _, req in members):
+            out.append((self.punct("EMPTY_OBJECT"),))
+        if high is None or high > 0:
+            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
+        return out
+
+    def any_order_alternatives(self, members: list[tuple[str, str, bool]], extras: list[tuple[str, str]],
+                               low: int, high: int | None, cap: int, ptr: str) -> list[tuple[str, ...]]:
+        """``property_order="any"``: the members in any order, each named one at most once. State
+        (written, c): the set of named members written (a bitmask) and the properties written,
+        capped at `cap`; 2**k · cap states for k named members."""
+        if len(members) > MAX_ANY_ORDER or (2 ** len(members)) * cap > MAX_CHAIN * 8:
+            self.unsupported("properties", ptr, f"property_order='any' over {len(members)} properties "
+                             f"(at most {MAX_ANY_ORDER}, and 2**k times the count bound at most {MAX_CHAIN * 8})")  # fmt: skip
+            return [(self.any_value(),)] if self.lenient else []
+        required = sum(1 << i for i, (_, _, req) in enumerate(members) if req)
+        base = self.new_name(ptr + "/members") + "_"
+        comma = self.punct("COMMA")
+        pending, made = [(0, 0)], set()
+        while pending:
+            written, c = pending.pop()
+            if (written, c) in made:
+                continue
+            made.add((written, c))
+            name, nxt = f"{base}_{written}_{c}", min(c + 1, cap)
+            lead = (comma,) if c else ()
+            if written & required == required and c >= max(low, 1):
+                self.rules.append(Rule(name, ()))
+            if high is not None and c >= high:
+                continue
+            for i, (key, value, _) in enumerate(members):
+                if not written >> i & 1:
+                    self.rules.append(Rule(name, (*lead, key, value, f"{base}_{written | 1 << i}_{nxt}")))
+                    pending.append((written | 1 << i, nxt))
+            for key, value in extras:
+                self.rules.append(Rule(name, (*lead, key, value, f"{base}_{written}_{nxt}")))
+            if extras:
+                pending.append((written, nxt))
+        out: list[tuple[str, ...]] = []
+        if low == 0 and not required:
             out.append((self.punct("EMPTY_OBJECT"),))
         if high is None or high > 0:
             out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
