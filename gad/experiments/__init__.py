@@ -12,22 +12,24 @@ table and plots (`gad.experiments.reporting`). `run_task` runs one task in this 
 Ray is an optional dependency (``pip install 'gad[sweep]'``); only `run` imports it.
 """
 
-from gad.experiments.reporting import Report, report
-from gad.experiments.runner import SweepResult, default_output, run
-from gad.experiments.spec import Spec, SpecError, Task, load_spec
-from gad.experiments.tasks import Model, load_model, run_task
+import importlib
+from typing import Any
 
-__all__ = [
-    "Model",
-    "Report",
-    "Spec",
-    "SpecError",
-    "SweepResult",
-    "Task",
-    "default_output",
-    "load_model",
-    "load_spec",
-    "report",
-    "run",
-    "run_task",
-]
+# name -> the module it comes from, imported on first access (so `gad --help` stays light).
+_LAZY = {
+    "Report": "reporting", "report": "reporting",
+    "SweepResult": "runner", "default_output": "runner", "run": "runner",
+    "Spec": "spec", "SpecError": "spec", "Task": "spec", "load_spec": "spec",
+    "Model": "tasks", "load_model": "tasks", "run_task": "tasks",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gad.experiments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gad.experiments.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_LAZY)

@@ -50,6 +50,9 @@ class _Worker:
     """A Ray actor: the model, loaded once, and the grammars it compiled."""
 
     def __init__(self, model_config: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(int(model_config.get("threads", 1)))
         self.model = load_model(model_config)
         self.compiled: collections.OrderedDict[str, Any] = collections.OrderedDict()
 

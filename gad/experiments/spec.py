@@ -44,12 +44,16 @@ import importlib
 import inspect
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gad.errors import ConfigurationError, GadError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["METRICS", "Budget", "Problem", "SamplerSpec", "Spec", "SpecError", "Task", "load_spec"]
 

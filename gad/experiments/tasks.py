@@ -20,11 +20,9 @@ import platform
 import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from gad.errors import ConfigurationError
 from gad.experiments.spec import Task, resolve_factory
@@ -73,10 +71,10 @@ class Model:
 
 
 def load_model(config: dict[str, Any]) -> Model:
-    """The model of a spec's ``[model]`` table (as `gad.experiments.spec.Spec.model` holds it)."""
+    """The model of a spec's ``[model]`` table (as `gad.experiments.spec.Spec.model` holds it).
+    Its ``threads`` are for the workers (`gad.experiments.runner`), not applied here."""
     from gad.lm import HuggingFaceLM
 
-    torch.set_num_threads(int(config.get("threads", 1)))
     chat = bool(config.get("chat_template", True))
     if "factory" in config:
         model = resolve_factory(config["factory"])(**config.get("params", {}))
