@@ -36,6 +36,11 @@ from gad.metrics import kl_divergence
 __all__ = ["Report", "report"]
 
 
+#: The table's columns of each metric.
+_COLUMNS = {"kl": ["KL(P̂ ‖ Q)"], "logprob": ["mean log P", "E_Q[log P]"], "samples_per_pass": ["valid / pass"],
+            "acceptance": ["acceptance"]}  # fmt: skip
+
+
 class Report:
     """The table (`markdown`) and the plots (`plots`, paths) of one output folder."""
 
@@ -152,19 +157,31 @@ def report(output: str | Path, *, plots: bool = True) -> Report:
     if not_enumerable:
         notes.append(f"Q not enumerable within `[exact] max_expanded` for {len(not_enumerable)} problem(s) "
                      f"({', '.join(not_enumerable[:5])}{', …' if len(not_enumerable) > 5 else ''}): no KL there")  # fmt: skip
-    lines = [f"# {sweep['name']}", "",
-             "| family | sampler | tasks | failed | samples | KL(P̂ ‖ Q) | mean log P | E_Q[log P] | valid / pass | acceptance | s / task |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    empty = sorted(r["problem"] for r in records if r["kind"] == "exact" and r.get("enumerable") and not r.get("z"))
+    if empty:
+        notes.append(f"Q is empty (no sentence within max_new_tokens has positive probability) for: {', '.join(empty)}")
+    metrics = sweep.get("metrics", ["kl", "logprob", "samples_per_pass", "acceptance"])
+    header = ["family", "sampler", "tasks", "failed", "samples"]
+    for m in metrics:
+        header += [c for c in _COLUMNS[m] if c != "E_Q[log P]" or "kl" in metrics]
+    header.append("s / task")
+    lines = [f"# {sweep['name']}", "", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for (family, sampler), rs in sorted(groups.items()):
         ok = [r for r in rs if r["status"] == "ok"]
-        kls = [kl(r["samples"], exact[r["problem"]]) for r in ok if exact.get(r["problem"]) is not None]
-        passes = [len(_complete(r["samples"])) / r["model_calls"] if r["model_calls"] else math.nan for r in ok]
-        ideal_values = [ideal[r["problem"]] for r in ok if r["problem"] in ideal]
-        lines.append(
-            f"| {family} | {sampler} | {len(rs)} | {len(rs) - len(ok)} | {sum(len(r['samples']) for r in ok):,} | "
-            f"{_cell(kls)} | {_cell([_mean_logp(r['samples']) for r in ok], 2)} | {_cell(ideal_values, 2)} | "
-            f"{_cell(passes)} | {_cell([_acceptance(r) for r in ok], 2)} | {_cell([r['wall_seconds'] for r in ok], 1)} |"
-        )  # fmt: skip
+        cells = [family, sampler, str(len(rs)), str(len(rs) - len(ok)), f"{sum(len(r['samples']) for r in ok):,}"]
+        for m in metrics:
+            if m == "kl":
+                cells.append(_cell([kl(r["samples"], exact[r["problem"]]) for r in ok if exact.get(r["problem"]) is not None]))
+            elif m == "logprob":
+                cells.append(_cell([_mean_logp(r["samples"]) for r in ok], 2))
+                if "kl" in metrics:
+                    cells.append(_cell([ideal[r["problem"]] for r in ok if r["problem"] in ideal], 2))
+            elif m == "samples_per_pass":
+                cells.append(_cell([len(_complete(r["samples"])) / r["model_calls"] if r["model_calls"] else math.nan for r in ok]))
+            else:
+                cells.append(_cell([_acceptance(r) for r in ok], 2))
+        cells.append(_cell([r["wall_seconds"] for r in ok], 1))
+        lines.append("| " + " | ".join(cells) + " |")
     for r in records:
         if r.get("status") == "error":
             notes.append(f"`{r['task']}` failed: {r['error']['type']}: {r['error']['message'].splitlines()[0][:200]}")

@@ -109,7 +109,8 @@ def run(
         spec = load_spec(spec)
     out = Path(output) if output is not None else default_output(spec)
     write_sweep(out, {"name": spec.name, "fingerprint": spec.fingerprint(), "spec_path": str(spec.path),
-                      "spec": spec.path.read_text(encoding="utf-8"), "versions": versions()})  # fmt: skip
+                      "metrics": list(spec.metrics), "spec": spec.path.read_text(encoding="utf-8"),
+                      "versions": versions()})  # fmt: skip
     tasks = spec.tasks()
     done_before = finished(out)
     todo = collections.deque(t for t in tasks if t.id not in done_before)
