@@ -33,12 +33,10 @@ from `gad.grammar.json_tokens`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
 import re
-import sys
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,20 +52,16 @@ from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 from gad.errors import UnsupportedGrammarError
 from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
 from gad.grammar.json_schema.loading import load_schema, pointer, prepare
+from gad.grammar.json_schema.objects import ObjectRules, pattern_problem, property_schema
 from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
 from gad.grammar.json_tokens import (
     CHAR,
     STRING_REGEX,
     SUPPORTED_FORMATS,
-    ENCODED_CHAR,
     counted_string_dfa,
-    difference,
     encode_search,
-    encode_set,
-    followed_by,
     intersect,
     spaced_dfa,
-    spellings,
 )
 from gad.grammar.regex import ByteDFA, compile_regex
 
@@ -101,20 +95,17 @@ class SchemaConversion:
 _TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
 _REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies")  # negation.py
 _UNSUPPORTED = {
-    "patternProperties": "pattern-matched property names are not supported",
-    "propertyNames": "constraints on property names are not supported",
     "unevaluatedProperties": "unevaluated properties are not supported",
     "unevaluatedItems": "unevaluated items are not supported",
-    "contains": "'contains' is not supported",
-    "minContains": "'contains' is not supported",
-    "maxContains": "'contains' is not supported",
     "$dynamicRef": "dynamic references are not supported",
     "$recursiveRef": "dynamic references are not supported",
 }
 _ASSERTIONS = {
     "type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref",
     "properties", "required", "additionalProperties", "minProperties", "maxProperties",
+    "patternProperties", "propertyNames",
     "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+    "contains", "minContains", "maxContains",
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
@@ -125,7 +116,7 @@ _SPEC_FORMATS = frozenset({
 })  # fmt: skip
 """The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
 they are assertions; any other format name is an annotation it ignores, and so does gad."""
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
 _MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
 DEFAULT_WHITESPACE = 16
@@ -201,7 +192,7 @@ def json_schema_to_grammar(
 # -- the converter ------------------------------------------------------------------------------------
 
 
-class _Converter:
+class _Converter(ObjectRules):
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
@@ -316,11 +307,15 @@ class _Converter:
                 self.unsupported(k, ptr, _UNSUPPORTED[k])
             elif k in _ASSERTIONS:
                 s[k] = v
-        if "patternProperties" in schema and "additionalProperties" in s:
-            # (lenient) additionalProperties covers only the names patternProperties does not
-            # take: with patternProperties dropped it would be stricter than the schema.
-            self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
-            del s["additionalProperties"]
+        problem = isinstance(s.get("patternProperties"), dict) and pattern_problem(s["patternProperties"])
+        if problem:
+            self.unsupported("patternProperties", ptr, problem)
+            del s["patternProperties"]
+            if "additionalProperties" in s:
+                # (lenient) additionalProperties covers only the names patternProperties does not
+                # take: with patternProperties dropped it would be stricter than the schema.
+                self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
+                del s["additionalProperties"]
         if any(k in schema for k in _REWRITTEN):
             extra = self.rewritten(schema, ptr)
             if extra:
@@ -377,10 +372,10 @@ class _Converter:
             if k in s:
                 s[k] = int(s[k])
         for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
+            if k in s and not _finite_number(s[k]):
                 raise bad(k, "a number")
         for m in _as_list(s.get("multipleOf")):
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+            if not _finite_number(m) or m <= 0:
                 raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
             raise bad("required", "a list of strings")
@@ -422,7 +417,7 @@ class _Converter:
                 rest = {k: v for k, v in s.items() if k != kw}
                 branches = [(b, pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
                 if rest:
-                    branches = [(self.merge(rest, self.flatten(b, p, ())), p) for b, p in branches]
+                    branches = [(self.merge(rest, self.flatten(b, p, ()), p), p) for b, p in branches]
                     branches = [(b, p) for b, p in branches if b is not False]
                 if kw == "oneOf":
                     self.check_exclusive(branches, ptr)
@@ -489,25 +484,26 @@ class _Converter:
                 self.unsupported("$ref", ptr, f"{ref!r} refers back to itself through allOf/$ref without nesting")
             else:
                 target, tptr = self.resolve(ref, ptr)
-                s = self.merge(s, self.flatten(target, tptr, seen + (ref,)))
+                s = self.merge(s, self.flatten(target, tptr, seen + (ref,)), ptr)
         if s is not False and "allOf" in s:
             subs = s.pop("allOf")
             for i, sub in enumerate(subs):
-                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen))
+                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen), ptr)
                 if s is False:
                     break
         return s
 
-    def merge(self, a: dict | bool, b: dict | bool) -> dict | bool:
+    def merge(self, a: dict | bool, b: dict | bool, ptr: str = "#") -> dict | bool:
         """The conjunction of two flattened schemas as one schema (False when unsatisfiable)."""
         if a is False or b is False:
             return False
         a, b = dict(a), dict(b)  # type: ignore[arg-type]
         out = dict(a)
-        for k in ("properties", "additionalProperties", "prefixItems", "items"):
+        structural = ("properties", "additionalProperties", "patternProperties", "prefixItems", "items")
+        for k in structural:
             out.pop(k, None)
         for k, v in b.items():
-            if k in ("properties", "additionalProperties", "prefixItems", "items"):
+            if k in structural:
                 continue
             if k not in out:
                 out[k] = v
@@ -535,13 +531,40 @@ class _Converter:
                 out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
             elif k == "multipleOf":
                 out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
-        # properties: a name's schema is its entry, or additionalProperties, in each operand
-        if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
+            elif k == "propertyNames":
+                out[k] = _conj(x, v)
+            elif k in ("contains", "minContains", "maxContains") and not _json_equal(x, v):
+                # two `contains` may be met by different items: not one `contains`
+                self.unsupported("contains", ptr, "an allOf of two different 'contains' is not supported")
+                out.pop("contains", None)  # (lenient) looser than the schema, as dropping is
+        # properties: a name's schema is its entry, else the patterns it matches (kept in the
+        # union of both operands' patterns), else additionalProperties, in each operand
+        if any(k in s for s in (a, b) for k in ("properties", "additionalProperties", "patternProperties")):
             pa, pb = a.get("properties", {}), b.get("properties", {})
             apa, apb = a.get("additionalProperties", True), b.get("additionalProperties", True)
-            props = {n: _conj(pa.get(n, apa), pb.get(n, apb)) for n in list(pa) + [n for n in pb if n not in pa]}
+            pata, patb = a.get("patternProperties", {}), b.get("patternProperties", {})
+            if (pata and apb is not True) or (patb and apa is not True):
+                # a key matching only one side's patterns would need the other side's
+                # additionalProperties too, which one schema of this form cannot say
+                self.unsupported("patternProperties", ptr, "an allOf of objects where one has patternProperties "
+                                 "and another additionalProperties is not supported")  # fmt: skip
+                pata = patb = {}
+                apa = apb = True  # (lenient) looser than the schema, as dropping is
+
+            def named(props: dict, patterns: dict, ap: Any, n: str) -> Any:
+                if n in props:
+                    return props[n]
+                return True if any(re.search(p, n) for p in patterns) else ap
+
+            props = {n: _conj(named(pa, pata, apa, n), named(pb, patb, apb, n))
+                     for n in list(pa) + [n for n in pb if n not in pa]}  # fmt: skip
             if props:
                 out["properties"] = props
+            patterns = dict(pata)
+            for p, sub in patb.items():
+                patterns[p] = _conj(patterns[p], sub) if p in patterns else sub
+            if patterns:
+                out["patternProperties"] = patterns
             ap = _conj(apa, apb)
             if ap is not True:
                 out["additionalProperties"] = ap
@@ -587,14 +610,14 @@ class _Converter:
             return not any(_json_equal(x, y) for x in va for y in vb)
         if common <= {"object"}:
             ra, rb = set(a.get("required", [])), set(b.get("required", []))
-            pa, pb = a.get("properties", {}), b.get("properties", {})
             for name in ra & rb:
-                sa = self.flatten(pa.get(name, a.get("additionalProperties", True)), "#", ())
-                sb = self.flatten(pb.get(name, b.get("additionalProperties", True)), "#", ())
+                sa = self.flatten(property_schema(a, name, a.get("additionalProperties", True)), "#", ())
+                sb = self.flatten(property_schema(b, name, b.get("additionalProperties", True)), "#", ())
                 if self.disjoint(sa, sb, depth + 1):
                     return True
             for x, y, rx in ((a, b, ra), (b, a, rb)):
-                if y.get("additionalProperties") is False and rx - set(y.get("properties", {})):
+                unnamed = {n for n in rx - set(y.get("properties", {})) if property_schema(y, n, None) is None}
+                if y.get("additionalProperties") is False and unnamed:
                     return True
         return False
 
@@ -642,13 +665,15 @@ class _Converter:
                 if not jsonschema.Draft202012Validator({"multipleOf": m}).is_valid(value):
                     return False
         elif isinstance(value, dict):
-            props, ap = s.get("properties", {}), s.get("additionalProperties", True)
+            names_ok = s.get("propertyNames", True)
             if not all(r in value for r in s.get("required", [])):
                 return False
             if not s.get("minProperties", 0) <= len(value) <= s.get("maxProperties", math.inf):
                 return False
             for k, v in value.items():
-                if not self.conforms(v, props.get(k, ap), pointer(ptr, "properties", k)):
+                if not self.conforms(k, names_ok, pointer(ptr, "propertyNames")):
+                    return False
+                if not self.conforms(v, property_schema(s, k, s.get("additionalProperties", True)), pointer(ptr, "properties", k)):
                     return False
         elif isinstance(value, list):
             prefix, items = s.get("prefixItems", []), s.get("items", True)
@@ -656,6 +681,10 @@ class _Converter:
                 return False
             for j, v in enumerate(value):
                 if not self.conforms(v, prefix[j] if j < len(prefix) else items, pointer(ptr, "items", j)):
+                    return False
+            if "contains" in s:
+                hits = sum(self.conforms(v, s["contains"], pointer(ptr, "contains")) for v in value)
+                if not s.get("minContains", 1) <= hits <= s.get("maxContains", math.inf):
                     return False
         return True
 
@@ -710,9 +739,19 @@ class _Converter:
     # -- strings ----------------------------------------------------------------------------------------
 
     def string_terminal(self, s: dict, ptr: str) -> str | None:
+        language = self.string_language(s, ptr)
+        if language is False:
+            return None
+        if language is True:
+            return self.punct("STRING")
+        return self.terminal("STRING", *language)
+
+    def string_language(self, s: dict, ptr: str) -> bool | tuple[str, ByteDFA]:
+        """The quoted JSON strings the string keywords of `s` allow: True for all, False for none,
+        else (a whole-input regex for them, its automaton)."""
         low, high = s.get("minLength", 0), s.get("maxLength")
         if high is not None and high < low:
-            return None
+            return False
         constraints: list[str] = []  # whole-input regexes over the quoted JSON text
         for p in _as_list(s.get("pattern")):
             try:
@@ -729,7 +768,7 @@ class _Converter:
                 if note not in self.notes:
                     self.notes.append(note)
         if not constraints and low == 0 and high is None:
-            return self.punct("STRING")
+            return True
         if high is not None and high - low > 10_000 or low > 10_000:
             self.unsupported("maxLength", ptr, "string length bounds above 10000 are not supported")
             low, high = min(low, 10_000), None
@@ -742,14 +781,14 @@ class _Converter:
             dfas += [compile_regex(c, whole_input=True) for c in constraints[len(dfas) :]]
         except GrammarError as exc:
             self.unsupported("pattern", ptr, exc.message)
-            return self.punct("STRING")
+            return True
         if not dfas:
-            return self.punct("STRING")
+            return True
         dfa = functools.reduce(intersect, dfas)
         if dfa is None:
-            return None
+            return False
         regex = "".join(f"(?={c[1:]})" if i < len(constraints) - 1 else c[1:] for i, c in enumerate(constraints))
-        return self.terminal("STRING", '"' + regex, dfa)
+        return '"' + regex, dfa
 
     # -- numbers ----------------------------------------------------------------------------------------
 
@@ -764,14 +803,15 @@ class _Converter:
                 integer = True  # the validator's `int % int` is exact; fraction texts would be floats
         lo = hi = None
         if integer:
+            # Python ints, exact at any size (Decimal arithmetic would round to 28 digits)
             if "minimum" in s:
-                lo = Decimal(math.ceil(Decimal(s["minimum"])))
+                lo = Decimal(math.ceil(s["minimum"]))
             if "exclusiveMinimum" in s:
-                lo = _max(lo, Decimal(math.floor(Decimal(s["exclusiveMinimum"])) + 1))
+                lo = _max(lo, Decimal(math.floor(s["exclusiveMinimum"]) + 1))
             if "maximum" in s:
-                hi = Decimal(math.floor(Decimal(s["maximum"])))
+                hi = Decimal(math.floor(s["maximum"]))
             if "exclusiveMaximum" in s:
-                hi = _min(hi, Decimal(math.ceil(Decimal(s["exclusiveMaximum"])) - 1))
+                hi = _min(hi, Decimal(math.ceil(s["exclusiveMaximum"]) - 1))
         else:
             if "minimum" in s:
                 lo = float_safe(s["minimum"], up=True, strict=False)
@@ -816,78 +856,6 @@ class _Converter:
 
     # -- objects ----------------------------------------------------------------------------------------
 
-    def object_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
-        props = s.get("properties", {})
-        required = s.get("required", [])
-        default_ap = self.extra_properties or not ("properties" in s or "required" in s)
-        ap = s.get("additionalProperties", True if default_ap else False)
-        low, high = s.get("minProperties", 0), s.get("maxProperties")
-        if high is not None and low > high:
-            return []
-        names = list(props) + [r for r in dict.fromkeys(required) if r not in props]
-        members: list[tuple[str, str, bool]] = []  # (key terminal, value nonterminal, required)
-        for n in names:
-            sub_ptr = pointer(ptr, "properties", n) if n in props else pointer(ptr, "additionalProperties")
-            value = self.node(props.get(n, ap), sub_ptr)
-            if value is None:
-                if n in required:
-                    return []
-                continue
-            members.append((self.key(n), value, n in required))
-        extra_value = self.node(ap, pointer(ptr, "additionalProperties")) if ap is not False else None
-        extra_key = self.extra_key(names) if extra_value else None
-        cap = high if high is not None else max(low, 1)
-        if cap * (len(members) + 1) > _MAX_CHAIN:
-            self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
-            return [(self.any_value(),)] if self.lenient else []
-        base = self.new_name(ptr + "/members") + "_"
-        comma = self.punct("COMMA")
-        pending, made = [(0, 0)], set()
-        while pending:  # state (i, c): members from i on, c properties written so far (capped)
-            i, c = pending.pop()
-            if (i, c) in made:
-                continue
-            made.add((i, c))
-            name, nxt = f"{base}_{i}_{c}", min(c + 1, cap)
-            lead = (comma,) if c else ()
-            if i < len(members):
-                key, value, req = members[i]
-                if not req:
-                    self.rules.append(Rule(name, (f"{base}_{i + 1}_{c}",)))
-                    pending.append((i + 1, c))
-                if high is None or c < high:
-                    self.rules.append(Rule(name, (*lead, key, value, f"{base}_{i + 1}_{nxt}")))
-                    pending.append((i + 1, nxt))
-            else:
-                if c >= max(low, 1):
-                    self.rules.append(Rule(name, ()))
-                if extra_key and extra_value and (high is None or c < high):
-                    self.rules.append(Rule(name, (*lead, extra_key, extra_value, f"{base}_{i}_{nxt}")))
-                    pending.append((i, nxt))
-
-        out: list[tuple[str, ...]] = []
-        if low == 0 and not any(req for _, _, req in members):
-            out.append((self.punct("EMPTY_OBJECT"),))
-        if high is None or high > 0:
-            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
-        return out
-
-    def extra_key(self, names: list[str]) -> str:
-        """A key other than ``names``: any JSON string when there are none. Built as the product
-        "encoded string, minus every spelling of a name", then the colon (a lookahead regex, the
-        terminal's identity, would cost far more to compile)."""
-        if not names:
-            return self.punct("KEY")
-        excluded = "|".join(spellings(n) for n in names)
-        regex = f'"(?!(?:{excluded})")' + ENCODED_CHAR + '*"' + self.ws + ":" + self.ws
-        if regex not in self._terminal_by_regex:
-            keys = difference(compile_regex('"' + ENCODED_CHAR + '*"', whole_input=True),
-                              compile_regex(f'"(?:{excluded})"', whole_input=True))  # fmt: skip
-            assert keys is not None  # finitely many names are excluded from infinitely many strings
-            colon = spaced_dfa(self.ws_n, b":", self.ws_n)
-            return self.terminal("KEY", regex, dataclasses.replace(followed_by(keys, colon), pattern=regex))
-        return self.terminal("KEY", regex)
-
     # -- arrays -----------------------------------------------------------------------------------------
 
     def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
@@ -912,28 +880,62 @@ class _Converter:
         def elem(j: int) -> str | None:
             return elems[j] if j < len(elems) else rest
 
+        # `contains`: c counts the items written that match it, capped where nothing changes
+        contains = s.get("contains")
+        min_c, max_c = s.get("minContains", 1), s.get("maxContains")
+        if contains is None or (min_c == 0 and max_c is None):
+            contains, min_c, max_c = None, 0, None
+        absent: Any = None  # the items `contains` does not match, needed to count up to maxContains
+        if max_c is not None:
+            try:
+                absent = {"anyOf": negate(self.flatten(contains, pointer(ptr, "contains"), ()))}
+            except NotExpressible as exc:
+                self.unsupported("maxContains", ptr, f"it needs the negation of 'contains', which cannot be written: {exc} ({exc.keyword!r})")
+                max_c = None  # (lenient) looser than the schema, as dropping is
+                contains = None if min_c == 0 else contains
+        cap = max_c if max_c is not None else min_c
+        counting: dict[int, list[tuple[str, int]]] = {}
+
+        def choices(j: int) -> list[tuple[str, int]]:
+            """(item nonterminal, 1 if it counts for `contains`) for the item at index j."""
+            key = min(j, len(elems))
+            if key not in counting:
+                e = elem(j)
+                if contains is None:
+                    counting[key] = [(e, 0)] if e else []
+                else:
+                    at = prefix[j] if j < len(prefix) else s.get("items", True)
+                    hit = self.node({"allOf": [at, contains]}, pointer(ptr, "contains"))
+                    miss = e if max_c is None else self.node({"allOf": [at, absent]}, pointer(ptr, "contains"))
+                    counting[key] = [(n, d) for n, d in ((hit, 1), (miss, 0)) if n]
+            return counting[key]
+
         first_state = 1 if high is not None or loop >= 1 else loop
-        pending, made = [first_state], set()
-        while pending:  # state j: j items written (from `loop` on, all alike when unbounded)
-            j = pending.pop()
-            if j in made:
+        pending, made = [(first_state, c) for _, c in choices(0)], set()
+        while pending:  # state (j, c): j items written (from `loop` on, all alike when unbounded)
+            j, c = pending.pop()
+            if (j, c) in made:
                 continue
-            made.add(j)
-            name = f"{base}_{j}"
-            if j >= low:
+            made.add((j, c))
+            name = f"{base}_{j}_{c}"
+            if j >= low and c >= min_c:
                 self.rules.append(Rule(name, ()))
-            e = elem(j)
-            if (high is None or j < high) and e is not None:
-                nxt = j + 1 if high is not None or j + 1 <= loop else loop
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}")))
-                pending.append(nxt)
+            if high is not None and j >= high:
+                continue
+            nxt = j + 1 if high is not None or j + 1 <= loop else loop
+            for e, d in choices(j):
+                if max_c is not None and c + d > max_c:
+                    continue
+                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}_{min(c + d, cap)}")))
+                pending.append((nxt, min(c + d, cap)))
 
         out: list[tuple[str, ...]] = []
-        if low == 0:
+        if low == 0 and min_c == 0:
             out.append((self.punct("EMPTY_ARRAY"),))
-        first = elem(0)
-        if (high is None or high > 0) and first is not None:
-            out.append((self.punct("LSQB"), first, f"{base}_{first_state}", self.punct("RSQB")))
+        if high is None or high > 0:
+            for first, d in choices(0):
+                if max_c is None or d <= max_c:
+                    out.append((self.punct("LSQB"), first, f"{base}_{first_state}_{min(d, cap)}", self.punct("RSQB")))
         return out
 
 
@@ -1012,6 +1014,13 @@ def _kind(v: Any) -> str:
     if isinstance(v, (int, float)):
         return "number"
     return {str: "string", dict: "object", list: "array"}.get(type(v), "string")
+
+
+def _finite_number(value: object) -> bool:
+    """A JSON number: an int of any size (never converted to float), or a finite float."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _is_type(v: Any, t: str) -> bool:
