@@ -214,8 +214,10 @@ def test_report_matches_kl_and_means_computed_here(swept):
     assert rows[("toy", "gcd")][7] == f"{statistics.fmean(ideal):.2f} ± {statistics.pstdev(ideal):.2f}"
     assert rows[("dead", "smc")][3] == "2" and rows[("dead", "smc")][5] == "—"  # both seeds failed
     assert sum("failed: DeadEndError" in n for n in made.notes) == 4
-    assert [p.name for p in made.plots] == ["kl_toy.png"]  # no enumerable mass in "dead": no plot
-    assert (output / "kl_toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # "dead" has no KL (Q is empty) and no complete sample: no plot of it.
+    assert [p.name for p in made.plots] == ["kl_toy.png", "logp_toy.png"]
+    for p in made.plots:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (output / "report.md").read_text() == made.markdown
 
 
@@ -383,3 +385,29 @@ def test_a_task_stops_at_the_first_chunk_past_its_budget(tmp_path, limit, unit, 
     budget = 40 if unit == "forward_passes" else 0.3
     assert len(chunks) >= 2 and chunks[-2][key] < budget <= chunks[-1][key]
     assert len(record["samples"]) == 8 * len(chunks) and record["model_calls"] == chunks[-1]["model_calls"]
+
+
+def test_a_folder_of_grammar_files_loads_as_problems(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "bits.lark").write_text('start: "0" "1"*\n')
+    (folder / "bits.txt").write_text("Some bits:")
+    (folder / "word.gbnf").write_text('root ::= "a" | "b"\n')
+    (folder / "word.txt").write_text("A letter:")
+    (folder / "person.schema.json").write_text('{"type": "object", "properties": {"age": {"type": "integer"}}}')
+    (folder / "person.txt").write_text("A person:")
+    (folder / "notes.md").write_text("ignored: not a grammar")
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace('jsonl = "problems.jsonl"', 'folder = "mine"'))
+    loaded = load_spec(spec)
+    assert [(p.id, p.format, p.family, p.prompt) for p in loaded.problems] == [
+        ("bits", "lark", "mine", "Some bits:"), ("person", "json_schema", "mine", "A person:"), ("word", "gbnf", "mine", "A letter:")]
+    info = gad.TokenizerInfo.from_vocab([bytes([b]) for b in range(256)] + [b"<eos>"], eos_token_id=256)
+    for problem, text, wrong in zip(loaded.problems, ["0111", '{"age": 7}', "b"], ["10", '{"age": "7"}', "ab"]):
+        compiled = gad.GrammarCompiler(info).compile(problem.load_grammar())
+        good, bad = gad.GrammarMatcher(compiled), gad.GrammarMatcher(compiled)
+        assert good.accept_string(text) and good.is_accepting()
+        assert not (bad.accept_string(wrong) and bad.is_accepting())
+    (folder / "word.txt").unlink()
+    with pytest.raises(SpecError, match=r"`problems.folder`: word.gbnf has no prompt file word.txt"):
+        load_spec(spec)

@@ -13,8 +13,9 @@ tasks):
 * **acceptance**: CARS: accepted attempts / attempts; MCMC: accepted proposals / proposals;
   the others: complete samples / samples.
 
-The plot ``kl_FAMILY.png`` shows the mean KL against the budget (samples, forward passes or
-seconds: the spec's first limit), one line per sampler, the way the ASAp and CARS papers show it.
+The plots ``kl_FAMILY.png`` (where Q is known) and ``logp_FAMILY.png`` show the mean KL and the
+mean log P against the budget (samples, forward passes or seconds: the spec's first limit), one
+line per sampler, the way the ASAp and CARS papers show them.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _prefix(record: dict[str, Any], unit: str, x: float) -> list[dict[str, Any]]
 
 
 def report(output: str | Path, *, plots: bool = True) -> Report:
-    """Write ``report.md`` (and, with matplotlib, ``kl_FAMILY.png``) into `output`; return them."""
+    """Write ``report.md`` (and, with matplotlib, the plots) into `output`; return them."""
     output = Path(output)
     sweep = read_sweep(output)
     records = read_records(output)
@@ -188,52 +189,60 @@ def report(output: str | Path, *, plots: bool = True) -> Report:
     written: list[Path] = []
     if plots:
         try:
-            written = _plots(output, groups, exact)
+            written = _plots(output, groups, exact, metrics)
         except ImportError:
             notes.append("no plots: they need matplotlib (pip install 'gad[sweep]')")
     lines += ([""] + [f"- {n}" for n in notes]) if notes else []
-    lines += [""] + [f"![KL against the budget]({p.name})" for p in written]
+    lines += [""] + [f"![{p.stem} against the budget]({p.name})" for p in written]
     markdown = "\n".join(lines) + "\n"
     (output / "report.md").write_text(markdown, encoding="utf-8")
     (output / "report.json").write_text(json.dumps({"plots": [p.name for p in written], "notes": notes}) + "\n")
     return Report(markdown, written, notes)
 
 
-def _plots(output: Path, groups: dict[tuple[str, str], list[dict[str, Any]]], exact: dict) -> list[Path]:
+def _plots(output: Path, groups: dict[tuple[str, str], list[dict[str, Any]]], exact: dict, metrics: Sequence[str]) -> list[Path]:
+    """``kl_FAMILY.png`` (where Q is known) and ``logp_FAMILY.png``: the metric against the budget,
+    mean over the tasks, one line per sampler."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curves = []
+    if "kl" in metrics:
+        curves.append(("kl", "KL(P̂ ‖ Q), nats", lambda samples, r: kl(samples, exact[r["problem"]]), True))
+    if "logprob" in metrics:
+        curves.append(("logp", "mean log P (complete samples)", lambda samples, r: _mean_logp(samples), False))
     written = []
-    for family in sorted({f for f, _ in groups}):
-        lines = {}
-        for (fam, sampler), rs in sorted(groups.items()):
-            ok = [r for r in rs if fam == family and r["status"] == "ok" and exact.get(r["problem"]) is not None]
-            if not ok:
+    for name, ylabel, metric, needs_q in curves:
+        for family in sorted({f for f, _ in groups}):
+            lines = {}
+            for (fam, sampler), rs in sorted(groups.items()):
+                ok = [r for r in rs if fam == family and r["status"] == "ok" and (not needs_q or exact.get(r["problem"]) is not None)]
+                if not ok:
+                    continue
+                unit = _unit(ok[0]["budget"])
+                top = ok[0]["budget"][unit]
+                xs = sorted({float(v) for v in np.geomspace(1, top, num=12)} | {float(top)})
+                ys = []
+                for x in xs:
+                    finite = [v for v in (metric(_prefix(r, unit, x), r) for r in ok) if math.isfinite(v)]
+                    ys.append(statistics.fmean(finite) if finite else math.nan)
+                if not all(math.isnan(y) for y in ys):
+                    lines[sampler] = (unit, xs, ys)
+            if not lines:
                 continue
-            unit = _unit(ok[0]["budget"])
-            top = ok[0]["budget"][unit]
-            xs = sorted({float(v) for v in np.geomspace(1, top, num=12)} | {float(top)})
-            ys = []
-            for x in xs:
-                values = [kl(_prefix(r, unit, x), exact[r["problem"]]) for r in ok]
-                finite = [v for v in values if math.isfinite(v)]
-                ys.append(statistics.fmean(finite) if finite else math.nan)
-            lines[sampler] = (unit, xs, ys)
-        if not lines:
-            continue
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        for sampler, (unit, xs, ys) in lines.items():
-            ax.plot(xs, ys, marker="o", markersize=3, label=sampler)
-        ax.set_xscale("log")
-        ax.set_xlabel(unit.replace("_", " "))
-        ax.set_ylabel("KL(P̂ ‖ Q), nats (mean over tasks)")
-        ax.set_title(family)
-        ax.legend()
-        fig.tight_layout()
-        path = output / f"kl_{family}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+            fig, ax = plt.subplots(figsize=(5.5, 3.8))
+            for sampler, (unit, xs, ys) in lines.items():
+                ax.plot(xs, ys, marker="o", markersize=3, label=sampler)
+            ax.set_xscale("log")
+            ax.set_xlabel(unit.replace("_", " "))
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{family}: mean over the tasks")
+            ax.legend()
+            fig.tight_layout()
+            path = output / f"{name}_{family}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
     return written
