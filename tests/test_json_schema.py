@@ -311,6 +311,20 @@ CORPUS = [
      ['["a","b"]', '["a",1,"b"]', '["a","b","c"]'], ['["a"]', '[1,"b","c"]', '["a",1,2]', '["a","b","c","d"]']),
     ("contains-at-most-one", {"type": "array", "contains": {"minimum": 5}, "maxContains": 1},
      ["[5]", "[1,5]", "[7,4]"], ["[]", "[5,6]", "[1,2]", "[9,9,1]", '[1,5,"x"]']),  # "x" matches too
+    ("unevaluated-properties", {"$defs": {"base": {"properties": {"id": {"type": "integer"}}, "patternProperties": {"^x": {}}}},
+                                "$ref": "#/$defs/base", "properties": {"name": {"type": "string"}},
+                                "unevaluatedProperties": False},
+     ['{"name":"a"}', '{"name":"a","id":1}', '{"id":2,"xyz":null}', "{}"],
+     ['{"other":1}', '{"name":"a","q":1}', '{"id":"1"}']),
+    ("unevaluated-nested", {"allOf": [{"properties": {"a": {}}, "unevaluatedProperties": False}],
+                            "properties": {"b": {}}},  # the inner one sees only "a": "b" is refused there
+     ['{"a":1}', "{}"], ['{"b":1}', '{"a":1,"b":2}']),
+    ("unevaluated-explicit-additional", {"allOf": [{"additionalProperties": True}], "unevaluatedProperties": False},
+     ['{"q":1}', "{}"], []),  # additionalProperties evaluates every property, even when true
+    ("unevaluated-items", {"prefixItems": [{"type": "integer"}], "allOf": [{"prefixItems": [True, {"type": "string"}]}],
+                           "unevaluatedItems": {"type": "boolean"}},
+     ["[1]", '[1,"a"]', '[1,"a",true,false]'], ['[1,"a",2]', '["a"]', '[1,2]']),
+
 ]  # fmt: skip
 
 
@@ -356,7 +370,9 @@ def test_property_names_refusing_a_required_name_leave_no_document():
      ({"propertyNames": {"enum": ["a", "b"]}}, "propertyNames"),
      ({"patternProperties": {f"^{c}": {} for c in "abcdefg"}}, "patternProperties"),
      ({"contains": {"type": "integer"}, "maxContains": 2}, "maxContains"),  # "not integer" is not writable
-     ({"allOf": [{"contains": {"type": "string"}}, {"contains": {"type": "null"}}]}, "contains")],
+     ({"allOf": [{"contains": {"type": "string"}}, {"contains": {"type": "null"}}]}, "contains"),
+     ({"anyOf": [{"properties": {"a": {}}}], "unevaluatedProperties": False}, "unevaluatedProperties"),
+     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "unevaluatedItems")],
 )  # fmt: skip
 def test_key_and_contains_constraints_beyond_the_supported_ones_are_named(schema, keyword):
     with pytest.raises(UnsupportedSchemaError) as info:

@@ -63,6 +63,7 @@ def keywords(schema: st.SearchStrategy) -> dict[str, st.SearchStrategy]:
         "uniqueItems": st.one_of(st.booleans(), st.just(["nope"])),
         "contains": schema,
         "minContains": COUNTS, "maxContains": COUNTS,
+        "unevaluatedProperties": schema, "unevaluatedItems": schema,
         "propertyNames": schema,
         "patternProperties": st.dictionaries(st.sampled_from(["^a", "b$"]), schema, max_size=1),
         "dependentRequired": st.dictionaries(NAMES, names, max_size=1),

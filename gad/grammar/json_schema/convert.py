@@ -95,8 +95,6 @@ class SchemaConversion:
 _TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
 _REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies")  # negation.py
 _UNSUPPORTED = {
-    "unevaluatedProperties": "unevaluated properties are not supported",
-    "unevaluatedItems": "unevaluated items are not supported",
     "$dynamicRef": "dynamic references are not supported",
     "$recursiveRef": "dynamic references are not supported",
 }
@@ -105,7 +103,7 @@ _ASSERTIONS = {
     "properties", "required", "additionalProperties", "minProperties", "maxProperties",
     "patternProperties", "propertyNames",
     "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
-    "contains", "minContains", "maxContains",
+    "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
@@ -116,6 +114,10 @@ _SPEC_FORMATS = frozenset({
 })  # fmt: skip
 """The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
 they are assertions; any other format name is an annotation it ignores, and so does gad."""
+# unevaluatedProperties/Items are read as additionalProperties/items once the in-place subschemas
+# ($ref, allOf) are merged in; next to these keywords that reading would not be exact.
+_CONDITIONAL = ("anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies")
+_UNEVALUATED = {"unevaluatedProperties": _CONDITIONAL, "unevaluatedItems": (*_CONDITIONAL, "contains")}
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
 _MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
 _WS = "[ \\t\\n\\r]"
@@ -316,6 +318,12 @@ class _Converter(ObjectRules):
                 # take: with patternProperties dropped it would be stricter than the schema.
                 self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
                 del s["additionalProperties"]
+        for k, blockers in _UNEVALUATED.items():
+            found = [b for b in blockers if b in schema]
+            if k in s and found:
+                self.unsupported(k, ptr, f"next to {found[0]!r}, whose subschemas evaluate items or properties "
+                                 "only where they validate, it is not supported")  # fmt: skip
+                del s[k]
         if any(k in schema for k in _REWRITTEN):
             extra = self.rewritten(schema, ptr)
             if extra:
@@ -426,6 +434,7 @@ class _Converter(ObjectRules):
         return self.base_alternatives(s, ptr)
 
     def base_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        s = _settle_unevaluated(s)
         types = set(s["type"] if isinstance(s.get("type"), list) else [s.get("type")] if "type" in s else _TYPES)
         if "enum" in s or "const" in s:
             values = list(s["enum"]) if "enum" in s else [s["const"]]
@@ -491,7 +500,7 @@ class _Converter(ObjectRules):
                 s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen), ptr)
                 if s is False:
                     break
-        return s
+        return s if s is False else _settle_unevaluated(s)
 
     def merge(self, a: dict | bool, b: dict | bool, ptr: str = "#") -> dict | bool:
         """The conjunction of two flattened schemas as one schema (False when unsatisfiable)."""
@@ -566,8 +575,8 @@ class _Converter(ObjectRules):
             if patterns:
                 out["patternProperties"] = patterns
             ap = _conj(apa, apb)
-            if ap is not True:
-                out["additionalProperties"] = ap
+            if ap is not True or "additionalProperties" in a or "additionalProperties" in b:
+                out["additionalProperties"] = ap  # explicit: it evaluates every other property
         if any(k in s for s in (a, b) for k in ("prefixItems", "items")):
             xa, xb = a.get("prefixItems", []), b.get("prefixItems", [])
             ia, ib = a.get("items", True), b.get("items", True)
@@ -576,8 +585,8 @@ class _Converter(ObjectRules):
             if prefix:
                 out["prefixItems"] = prefix
             items = _conj(ia, ib)
-            if items is not True:
-                out["items"] = items
+            if items is not True or "items" in a or "items" in b:
+                out["items"] = items  # explicit: it evaluates every other item
         return out
 
     # -- oneOf ------------------------------------------------------------------------------------------
@@ -628,6 +637,11 @@ class _Converter(ObjectRules):
         if schema is True or schema is False:
             return schema
         s = self.clean(schema, ptr)
+        if any(k in s for k in _UNEVALUATED):  # only after $ref and allOf are merged in
+            flat = self.flatten(schema, ptr, ())
+            if flat is False:
+                return False
+            s = flat
         if "$ref" in s:
             target, tptr = self.resolve(s["$ref"], ptr)
             if not self.conforms(value, target, tptr):
@@ -1014,6 +1028,20 @@ def _kind(v: Any) -> str:
     if isinstance(v, (int, float)):
         return "number"
     return {str: "string", dict: "object", list: "array"}.get(type(v), "string")
+
+
+def _settle_unevaluated(s: dict) -> dict:
+    """`s` with ``unevaluatedProperties``/``unevaluatedItems`` read as ``additionalProperties``/
+    ``items``: exact once every in-place subschema is merged into `s` (`_UNEVALUATED` refuses the
+    rest), since then what the others leave unevaluated is exactly what those two would cover."""
+    if not any(k in s for k in _UNEVALUATED):
+        return s
+    s = dict(s)
+    for k, plain in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
+        if k in s:
+            value = s.pop(k)
+            s.setdefault(plain, value)
+    return s
 
 
 def _finite_number(value: object) -> bool:
