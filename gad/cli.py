@@ -4,6 +4,7 @@
     gad check --grammar grammars/json.lark document.json
     gad generate --json-schema person.schema.json --prompt "Describe a person as JSON"
     gad compile --grammar grammars/json.lark --tokenizer smollm2
+    gad sweep examples/sweep.toml [--output DIR] [--address ADDR];  gad report DIR
 
 Errors a user can fix (a missing file, a bad grammar or option, input that is not UTF-8 text or
 too large, a model that is not available offline) print one ``gad: error: …`` line on stderr (a
@@ -605,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", action="store_true", help="print the report as one JSON object")
     comp.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     comp.set_defaults(run=_cmd_compile)
+
+    from gad.experiments.cli import add_commands  # `gad sweep` and `gad report`
+
+    add_commands(commands)
     return parser
 
 
