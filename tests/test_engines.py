@@ -321,3 +321,119 @@ def test_mcmc_chains_started_at_q_stay_at_q(engine: str, problems) -> None:
     result = sampler.run([], N, steps=3, max_new_tokens=limit, seed=4, init=exact.sample(N, seed=5))
     assert result.acceptance_rate > 0.05
     assert chi_square_test(result.after(3), exact).p_value > ALPHA
+
+
+# -- real tokenizers: the vocabulary as each engine reads it -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from gad.assets import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    return tokenizer, gad.TokenizerInfo.from_huggingface(tokenizer)
+
+
+def test_special_tokens_inside_strings_only_with_xgrammars_own_tokenizer(smollm2) -> None:
+    """SmolLM2, inside a JSON string: with the vocabulary read by gad (the default) no engine
+    allows an added token such as ``<|im_start|>``; xgrammar's own converter
+    (``engine_tokenizer=True``) reads it as text and allows it. Outside the special tokens the
+    masks are gad's."""
+    tokenizer, info = smollm2
+    special = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    quote = tokenizer.convert_tokens_to_ids('"')
+    masks = {}
+    for name, engine, native in (("gad", "gad", False), ("xgrammar", "xgrammar", False),
+                                 ("llguidance", "llguidance", False), ("xgrammar native", "xgrammar", True)):  # fmt: skip
+        factory = constraint_factory(JSON_LARK, tokenizer, engine=engine, engine_tokenizer=native)
+        c = factory()
+        assert c.accept_token(quote)
+        masks[name] = next_token_mask(c, info.vocab_size)
+        if not native:
+            assert not masks[name][list(factory.never_allowed)].any(), name
+    for name in ("xgrammar", "llguidance"):
+        assert np.array_equal(masks[name], masks["gad"]), name
+    assert masks["xgrammar native"][special] and not masks["gad"][special]
+    extra = set(np.flatnonzero(masks["xgrammar native"] & ~masks["gad"]))
+    assert special in extra and extra <= info.special_ids and not (masks["gad"] & ~masks["xgrammar native"]).any()
+
+
+# -- generate and the logits processor with a tiny Hugging Face model ---------------------------------
+
+ANSWER = 'start: ("yes" | "no") ", " /[a-z]{2,4}/ "."'
+ANSWER_RE = r"(yes|no), [a-z]{2,4}\."
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A byte-level BPE tokenizer (256 bytes + <|endoftext|>) and a random Llama over it."""
+    from transformers import GPT2Tokenizer
+
+    from gad.tokenizer import _gpt2_bytes_to_unicode
+
+    folder = tmp_path_factory.mktemp("tiny")
+    table = _gpt2_bytes_to_unicode()
+    vocab = {table[b]: b for b in range(256)} | {"<|endoftext|>": 256}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = GPT2Tokenizer.from_pretrained(folder)
+    model = random_hf_model(257, seed=0)
+    model.generation_config.eos_token_id = 256
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("engine", PEERS)
+@pytest.mark.parametrize("sampler", ["gcd", "smc", "asap"])
+def test_generate_on_each_engine(tiny, engine: str, sampler: str) -> None:
+    """Every sentence of the grammar is at most 11 tokens long, so every sample completes within
+    16; each is a sentence (Python's re and lark's own parser agree), and SMC's weights are finite."""
+    import re
+
+    model, tokenizer = tiny
+    results = gad.generate(model, tokenizer, "Answer:", ANSWER, sampler=sampler, n=4, max_new_tokens=16,
+                           seed=0, engine=engine, chat_template=False)  # fmt: skip
+    parser = lark.Lark(ANSWER, parser="earley", lexer="dynamic")
+    for r in results:
+        assert r.complete and re.fullmatch(ANSWER_RE, r.text), r
+        parser.parse(r.text)
+        assert r.token_ids[-1] == 256 and math.isfinite(r.logprob_model)
+
+
+def test_generate_refuses_what_needs_gads_engine(tiny) -> None:
+    model, tokenizer = tiny
+    with pytest.raises(ConfigurationError, match="jump_forward"):
+        gad.generate(model, tokenizer, "x", ANSWER, engine="xgrammar", jump_forward=True)
+    with pytest.raises(ConfigurationError, match="engine"):
+        gad.generate(model, tokenizer, "x", ANSWER, engine="outlines")
+
+
+@pytest.mark.parametrize("engine", PEERS)
+def test_logits_processor_on_each_engine(tiny, engine: str) -> None:
+    import re
+
+    model, tokenizer = tiny
+    factory = constraint_factory(ANSWER, tokenizer, engine=engine, model=model)
+    processor = gad.GrammarLogitsProcessor(factory)
+    prompts = torch.tensor([[65, 66]] * 3)
+    out = model.generate(prompts, attention_mask=torch.ones_like(prompts), logits_processor=[processor],
+                         do_sample=True, max_new_tokens=16, pad_token_id=256, eos_token_id=256)  # fmt: skip
+    assert processor.is_complete(out).tolist() == [True] * 3
+    for row in out[:, 2:].tolist():
+        text = bytes(t for t in row if t < 256).decode()
+        assert re.fullmatch(ANSWER_RE, text), text
+
+
+def test_cli_engine_option(tiny, tmp_path, capsys) -> None:
+    from gad.cli import main
+
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    grammar = tmp_path / "answer.lark"
+    grammar.write_text(ANSWER)
+    status = main(["generate", "--grammar", str(grammar), "--prompt", "x", "--model", str(tmp_path), "-n", "2",
+                   "--max-new-tokens", "16", "--json", "-q", "--no-chat-template", "--engine", "llguidance"])  # fmt: skip
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(lines) == 2 and all(line["complete"] for line in lines)
+    assert main(["generate", "--grammar", str(grammar), "--prompt", "x", "--engine", "xgrammar", "--stream"]) == 2
