@@ -29,7 +29,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -534,7 +534,20 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the program name fixed to ``gad`` (also under ``python -m gad.cli``)."""
+    """argparse with the program name fixed to ``gad`` (also under ``python -m gad.cli``).
+
+    ``lazy_help`` maps an option's dest to a function giving its help text, called only when this
+    parser's help is printed (``--sampler``'s lists the sampler registry, which imports torch:
+    ``gad --help`` must not)."""
+
+    lazy_help: dict[str, Callable[[], str]]
+
+    def format_help(self) -> str:
+        for action in self._actions:
+            make = getattr(self, "lazy_help", {}).get(action.dest)
+            if make is not None:
+                action.help = make()
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -551,6 +564,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _sampler_help() -> str:
+    """``--sampler``'s help: every sampler of the registry (`gad.samplers.SAMPLERS`), in its order,
+    with its guarantee and summary."""
+    from gad.samplers import SAMPLERS
+
+    listed = "; ".join(f"{name} ({cls.guarantee}): {cls.summary}" for name, cls in SAMPLERS.items())
+    return f"one of {', '.join(SAMPLERS)} (default gcd) — {listed}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gad", description="Grammar-constrained decoding with language models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -562,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", help="the prompt text ('-': read stdin, UTF-8); wrapped in the model's chat template if it has one")
     gen.add_argument("--system", help="a system prompt: the chat is then [system, user: --prompt]")
     gen.add_argument("--model", help=f"a model folder, a .gguf file, or a hub id already in the local Hugging Face cache (default: {DEFAULT_MODEL})")
-    gen.add_argument("--sampler", default="gcd", help="gcd: grammar-constrained decoding; asap: grammar-aligned sampling; smc: sequential Monte Carlo with -n AWRS particles")
+    gen.add_argument("--sampler", default="gcd", metavar="NAME")  # help: _sampler_help, when shown
+    gen.lazy_help = {"sampler": _sampler_help}  # type: ignore[attr-defined]
     gen.add_argument("--engine", default="gad", choices=["gad", "xgrammar", "llguidance"], help="whose token masks the sampler runs on (xgrammar, llguidance: pip install 'gad[engines]'; default gad)")
     gen.add_argument("-n", type=_positive_int, default=1, help="number of samples (default 1)")
     gen.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default 256")

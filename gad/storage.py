@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,10 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     """One ``.npy`` member, its header checked against the member's sizes before allocation."""
+    if info.flag_bits & 0x1:
+        raise ValueError(f"member {info.filename!r} is marked encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"member {info.filename!r} uses compression method {info.compress_type}")
     if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1) + 4096:
         raise ValueError(f"member {info.filename!r} claims {info.file_size} bytes from {info.compress_size}")
     with archive.open(info) as stream:
@@ -89,6 +94,7 @@ def load_arrays(path: str | os.PathLike[str], what: str) -> tuple[dict[str, np.n
         meta = json.loads(bytes(arrays.pop("meta")).decode())
         if not isinstance(meta, dict):
             raise ValueError("metadata is not a JSON object")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error,
+            UnicodeDecodeError) as exc:  # NotImplementedError: zipfile on a version or method it lacks
         raise ConfigurationError(f"cannot load {path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
     return arrays, meta

@@ -8,6 +8,7 @@ optimisation that changes any answer shows up as a disagreement here.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -89,3 +90,35 @@ def check_masks(
             break
         accepted.append(int(token_id))
     return problems
+
+
+def random_walk(
+    matcher: GrammarMatcher,
+    rng: random.Random,
+    max_steps: int,
+    *,
+    stop_probability: float = 1 / 3,
+    choose: Callable[[int, Sequence[int], GrammarMatcher], int] | None = None,
+) -> bytes | None:
+    """A random sentence of the grammar, drawn token by token through the masks (no model).
+
+    At each step, EOS with probability `stop_probability` when it is allowed (always when nothing
+    else is), otherwise ``choose(step, allowed_non_eos_ids, walker)`` (default: uniform). Returns
+    the bytes before EOS, or None when `max_steps` tokens pass without EOS. Works on a fork:
+    ``matcher`` itself is not changed.
+    """
+    walker = matcher.fork()
+    info = matcher.compiled.tokenizer_info
+    eos = set(info.eos_token_ids)
+    text = b""
+    for step in range(max_steps):
+        allowed = walker.allowed_token_ids()
+        choices = [t for t in allowed if t not in eos]
+        stops = [t for t in allowed if t in eos]
+        if stops and (not choices or rng.random() < stop_probability):
+            assert walker.accept_token(stops[0]), "the mask allowed an EOS that accept_token refused"
+            return text
+        token = choose(step, choices, walker) if choose is not None else rng.choice(choices)
+        assert walker.accept_token(token), f"the mask allowed token {token} that accept_token refused"
+        text += info.token_bytes[token]
+    return None

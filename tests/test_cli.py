@@ -327,11 +327,11 @@ def test_stream_prints_what_generate_prints(capsys, tiny_model_dir: Path) -> Non
 
 def test_schema_options(capsys, tmp_path: Path, tiny_model_dir: Path) -> None:
     schema = tmp_path / "s.json"
-    schema.write_text(json.dumps({"type": "array", "items": {"enum": [1, 2]}, "maxItems": 3, "contains": {"const": 1}}))
+    schema.write_text(json.dumps({"type": "array", "items": {"enum": [1, 2]}, "maxItems": 3, "uniqueItems": True}))
     base = ["--json-schema", str(schema), "--prompt", "x", "--model", str(tiny_model_dir), "-q", "--no-cache",
             "--max-new-tokens", "40", "-n", "4", "--json"]  # fmt: skip
     status, _, err = run(capsys, "generate", *base)
-    assert status == 2 and "contains" in err
+    assert status == 2 and "uniqueItems" in err
     status, out, err = run(capsys, "generate", *base, "--lenient", "--whitespace", "compact")
     results = [json.loads(line) for line in out.splitlines()]
     assert len(results) == 4
@@ -377,3 +377,40 @@ def test_input_is_bounded_and_validated(capsys, monkeypatch, tmp_path: Path) -> 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ok \xff\xfe")))
     status, _, err = run(capsys, "generate", "--grammar", ARITHMETIC_LARK, "--prompt", "-")
     assert status == 2 and err == "gad: error: --prompt - (stdin): not UTF-8 text (byte 3 is 0xFF)\n"
+
+
+# -- the sampler registry ------------------------------------------------------------------------
+
+
+def test_generate_help_lists_every_registered_sampler(capsys) -> None:
+    from gad.samplers import SAMPLERS
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    assert info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert {"cars", "mcmc"} <= set(SAMPLERS)
+    for name, cls in SAMPLERS.items():
+        assert f"{name} ({cls.guarantee}): {' '.join(cls.summary.split())}" in help_text, name
+    assert f"one of {', '.join(SAMPLERS)} (default gcd)" in help_text
+
+
+@pytest.mark.parametrize("sampler", ["cars", "mcmc"])
+def test_generate_with_cars_and_mcmc(capsys, tmp_path: Path, tiny_model_dir: Path, sampler: str) -> None:
+    """The registry's newer samplers run end to end from the command line; every sample is a
+    sentence of the grammar (checked with Python's re)."""
+    import re
+
+    grammar = tmp_path / "ab.lark"
+    grammar.write_text('start: /[ab]{1,3}/\n')
+    status, out, err = run(
+        capsys, "generate", "--grammar", str(grammar), "--prompt", "x", "--model", str(tiny_model_dir),
+        "--sampler", sampler, "-n", "4", "--max-new-tokens", "5", "--seed", "3", "--json", "--no-cache",
+    )  # fmt: skip
+    assert status == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 4
+    for sample in lines:
+        assert sample["complete"] and sample["finish_reason"] == "eos"
+        assert re.fullmatch(r"[ab]{1,3}", sample["text"]), sample
+    assert f"{sampler}, temperature 1" in err

@@ -64,7 +64,11 @@ BAD_GRAMMARS = [
     ('start: /a(?=b)/ "b"\n', UnsupportedGrammarError, (1, 8)),
     ('start: /(a)\\1/\n', UnsupportedGrammarError, None),
     ('%declare X\nstart: X\n', UnsupportedGrammarError, (1, 10)),
-    ('start: "a"\nstart: "b"\n', GrammarError, None),
+    ('start: "a"\nstart: "b"\n', GrammarError, (2, 1)),
+    ('start: OP\nOP: "a"\nOP.2: "b"\n', GrammarError, (3, 1)),
+    ('start: WS\nWS: /[ \\~t/\n', GrammarError, (2, 5)),
+    ('start: "a"\nZ: Y\n', UndefinedRuleError, (2, 4)),
+    ('start: "a"\n%ignore Z\n', GrammarError, (2, 9)),
     ('start: NOPE\n%import common.NOPE\n', UndefinedRuleError, (2, 9)),
     ('start: "\\xZZ"\n', GrammarError, (1, 8)),
     ('start: "ab".."c"\n', GrammarError, (1, 8)),
@@ -105,6 +109,66 @@ def test_file_imports_resolve_next_to_the_file(tmp_path):
     main.write_text('start: WORD ("," WORD)*\n%import .words.WORD\n')
     grammar = gad.Grammar.from_file(main)
     assert "WORD" in grammar.terminals
+
+
+# An error inside an %import-ed file is located in that file: (files, the importing grammar, the file
+# and the line and column the error must name, the text at that position).
+IMPORTED_ERRORS = [
+    pytest.param({"lib.lark": '// a library\nword: LETTER+\nLETTER: /[a-z]/\nbad: "x" (\n'},
+                 "start: word\n%import .lib.word\n", "lib.lark", (4, 11), None, id="syntax"),
+    pytest.param({"lib.lark": "word: LETTER+ missing_rule\nLETTER: /[a-z]/\n"},
+                 "start: word\n%import .lib.word\n", "lib.lark", (1, 15), "missing_rule", id="undefined"),
+    pytest.param({"lib.lark": "word: LETTER+\n\nLETTER: /[a-z/\n"},
+                 "start: word\n%import .lib.word\n", "lib.lark", (3, 9), "/[a-z/", id="bad-regex"),
+    pytest.param({"lib.lark": "word: _LETTER+\n_LETTER: /(?<=a)b/\n"},
+                 "start: word\n%import .lib.word\n", "lib.lark", (2, 10), "/(?<=a)b/", id="private-terminal"),
+    pytest.param({"outer.lark": "word: inner_word\n%import .inner.inner_word\n",
+                  "inner.lark": "inner_word: LETTER\n// two\nLETTER: /[a-z/\n"},
+                 "start: word\n%import .outer.word\n", "inner.lark", (3, 9), "/[a-z/", id="nested"),
+]
+
+
+@pytest.mark.parametrize("files, main_text, where, position, needle", IMPORTED_ERRORS)
+def test_errors_in_imported_files_name_that_file(tmp_path, files, main_text, where, position, needle):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    main = tmp_path / "main.lark"
+    main.write_text(main_text)
+    with pytest.raises(GrammarError) as caught:
+        gad.Grammar.from_file(main)
+    error = caught.value
+    assert error.source == str(tmp_path / where)
+    assert (error.line, error.column) == position
+    line = files[where].split("\n")[position[0] - 1]
+    if needle is not None:
+        assert line[position[1] - 1:].startswith(needle)
+    assert "__" not in str(error).split("\n")[0]  # lark's mangled names (lib__LETTER) stay hidden
+
+
+def test_an_error_in_the_importing_file_stays_there(tmp_path):
+    (tmp_path / "lib.lark").write_text("WORD: /[a-z]+/\n")
+    main = tmp_path / "main.lark"
+    main.write_text("start: WORD undefined_here\n%import .lib.WORD\n")
+    with pytest.raises(UndefinedRuleError) as caught:
+        gad.Grammar.from_file(main)
+    assert (caught.value.source, caught.value.line, caught.value.column) == (str(main), 1, 13)
+
+
+def test_an_import_cycle_is_named_at_the_import_that_closes_it(tmp_path):
+    (tmp_path / "one.lark").write_text('a: b | "x"\n%import .two.b\n')
+    (tmp_path / "two.lark").write_text('b: a | "y"\n\n%import .one.a\n')
+    main = tmp_path / "main.lark"
+    main.write_text("start: a\n%import .one.a\n")
+    with pytest.raises(GrammarError, match="cycle: one.lark → two.lark → one.lark") as caught:
+        gad.Grammar.from_file(main)
+    assert (caught.value.source, caught.value.line, caught.value.column) == (str(tmp_path / "two.lark"), 3, 1)
+
+
+def test_nesting_deeper_than_lark_reads_is_located():
+    text = '// (((( in a comment\nstart: "((" ' + "(" * 3000 + '"a"' + ")" * 3000
+    with pytest.raises(GrammarError, match="3000 levels deep") as caught:
+        gad.Grammar.from_lark(text)
+    assert (caught.value.line, caught.value.column) == (2, len('start: "((" ') + 3000)
 
 
 def test_non_string_grammar_is_rejected():

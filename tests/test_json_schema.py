@@ -12,6 +12,7 @@ Oracles, all independent of the code under test:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -229,6 +230,13 @@ MIXED = {
 }  # fmt: skip
 TYPELESS = {"minLength": 2, "maximum": 5, "items": {"type": "null"}, "properties": {"k": {"type": "boolean"}}}
 
+PATTERN_PROPERTIES = {  # a key gets its properties entry and every pattern it matches
+    "type": "object",
+    "properties": {"id": {"type": "integer"}, "x_id": {"minimum": 5}},
+    "patternProperties": {"^x_": {"type": "integer"}, "_id$": {"type": "integer", "maximum": 100}, "é": {"type": "string"}},
+    "additionalProperties": {"type": "boolean"},
+}
+
 CORPUS = [
     ("person", PERSON,
      ['{"firstName":"John","lastName":"Doe","age":21}', "{}", '{"age":0}', '{"firstName":"é\\"\\n","nick":[1,{}]}'],
@@ -281,6 +289,43 @@ CORPUS = [
     ("boolean-true", True, ["1", '{"a":[]}', '"x"'], []),
     ("type-list", {"type": ["string", "integer"], "maxLength": 2, "minimum": 3},
      ['"ab"', "3", "100"], ['"abc"', "2", "3.5", "null"]),
+    ("pattern-properties", PATTERN_PROPERTIES,
+     ['{"id":1}', '{"id":1,"x_a":3}', '{"x_id":50}', '{"a_id":7}', '{"zz":true}', '{"é":"s"}', '{"x_b_id":99}',
+      '{"x_id":5,"q":false}', '{"id":2,"x_a":1,"zz":false,"a_id":3}'],
+     ['{"x_a":"s"}', '{"x_id":3}', '{"x_id":101}', '{"a_id":true}', '{"zz":1}', '{"é":1}', '{"x_b_id":101}',
+      '{"xé":1}', '{"x\\u005fa":"s"}', '{"id":"1"}']),
+    ("property-names", {"type": "object", "properties": {"ab": {}, "toolongname": {}},
+                        "propertyNames": {"maxLength": 3, "pattern": "^[a-z]+$"}},
+     ["{}", '{"ab":1}', '{"abc":[]}', '{"ab":1,"x":2}', '{"x":1,"y":2}'],
+     ['{"toolongname":1}', '{"ABC":1}', '{"abcd":1}', '{"a1":1}', '{"":1}']),
+    ("pattern-properties-allof", {"allOf": [{"patternProperties": {"^a": {"type": "integer"}}},
+                                            {"patternProperties": {"b$": {"minimum": 10}}, "properties": {"ab": {"maximum": 20}}}]},
+     ['{"a":1}', '{"ab":15}', '{"axb":12}', '{"b":"s"}', '{"zz":null}', '{"ab":15,"a":-1}'],
+     ['{"a":"s"}', '{"ab":25}', '{"ab":5}', '{"axb":5}', '{"axb":"s"}', '{"ab":15,"a":"s"}']),
+    ("contains", {"type": "array", "contains": {"type": "integer"}},
+     ["[1]", '["a",1]', '[1,2,"b"]', '[null,"x",3]'], ["[]", '["a"]', '["a",null]']),
+    ("contains-counted", {"type": "array", "items": {"type": "boolean"}, "contains": {"const": True},
+                          "minContains": 2, "maxContains": 3},
+     ["[true,true]", "[true,false,true]", "[false,true,true,true,false]"],
+     ["[true]", "[true,true,true,true]", "[]", "[false,false]", '[true,true,"x"]']),
+    ("contains-prefix", {"prefixItems": [{"type": "string"}], "contains": {"type": "string"}, "minContains": 2, "maxItems": 3},
+     ['["a","b"]', '["a",1,"b"]', '["a","b","c"]'], ['["a"]', '[1,"b","c"]', '["a",1,2]', '["a","b","c","d"]']),
+    ("contains-at-most-one", {"type": "array", "contains": {"minimum": 5}, "maxContains": 1},
+     ["[5]", "[1,5]", "[7,4]"], ["[]", "[5,6]", "[1,2]", "[9,9,1]", '[1,5,"x"]']),  # "x" matches too
+    ("unevaluated-properties", {"$defs": {"base": {"properties": {"id": {"type": "integer"}}, "patternProperties": {"^x": {}}}},
+                                "$ref": "#/$defs/base", "properties": {"name": {"type": "string"}},
+                                "unevaluatedProperties": False},
+     ['{"name":"a"}', '{"name":"a","id":1}', '{"id":2,"xyz":null}', "{}"],
+     ['{"other":1}', '{"name":"a","q":1}', '{"id":"1"}']),
+    ("unevaluated-nested", {"allOf": [{"properties": {"a": {}}, "unevaluatedProperties": False}],
+                            "properties": {"b": {}}},  # the inner one sees only "a": "b" is refused there
+     ['{"a":1}', "{}"], ['{"b":1}', '{"a":1,"b":2}']),
+    ("unevaluated-explicit-additional", {"allOf": [{"additionalProperties": True}], "unevaluatedProperties": False},
+     ['{"q":1}', "{}"], []),  # additionalProperties evaluates every property, even when true
+    ("unevaluated-items", {"prefixItems": [{"type": "integer"}], "allOf": [{"prefixItems": [True, {"type": "string"}]}],
+                           "unevaluatedItems": {"type": "boolean"}},
+     ["[1]", '[1,"a"]', '[1,"a",true,false]'], ['[1,"a",2]', '["a"]', '[1,2]']),
+
 ]  # fmt: skip
 
 
@@ -313,6 +358,54 @@ def test_random_walks_validate(name, schema):
         doc = json.loads(text)
         assert is_valid(doc, schema), f"{name}: generated document does not validate: {text}"
     assert done >= 15
+
+
+def test_property_names_refusing_a_required_name_leave_no_document():
+    with pytest.raises(SchemaError, match="no JSON document"):
+        gad.Grammar.from_json_schema({"type": "object", "required": ["TooLong"], "propertyNames": {"maxLength": 3}})
+
+
+@pytest.mark.parametrize(
+    "schema, keyword",
+    [({"allOf": [{"patternProperties": {"^a": {}}}, {"additionalProperties": False}]}, "patternProperties"),
+     ({"propertyNames": {"enum": ["a", "b"]}}, "propertyNames"),
+     ({"patternProperties": {f"^{c}": {} for c in "abcdefg"}}, "patternProperties"),
+     ({"contains": {"type": "integer"}, "maxContains": 2}, "maxContains"),  # "not integer" is not writable
+     ({"allOf": [{"contains": {"type": "string"}}, {"contains": {"type": "null"}}]}, "contains"),
+     ({"anyOf": [{"properties": {"a": {}}}], "unevaluatedProperties": False}, "unevaluatedProperties"),
+     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "unevaluatedItems")],
+)  # fmt: skip
+def test_key_and_contains_constraints_beyond_the_supported_ones_are_named(schema, keyword):
+    with pytest.raises(UnsupportedSchemaError) as info:
+        gad.Grammar.from_json_schema(schema)
+    assert info.value.keyword == keyword
+
+
+ANY_ORDER = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {}},
+             "required": ["a", "b"], "additionalProperties": {"type": "boolean"}, "maxProperties": 4}
+
+
+def test_any_property_order_accepts_exactly_the_valid_orders():
+    m = matcher_for(ANY_ORDER, property_order="any")
+    values = {"a": 1, "b": "x", "c": None, "z": True, "y": False}
+    for size in range(0, 6):
+        for keys in itertools.permutations(values, size):
+            doc = {k: values[k] for k in keys}
+            assert accepts(m, dumps(doc)) == is_valid(doc, ANY_ORDER), doc
+    assert not accepts(m, '{"a":1,"b":"x","a":2}')  # a named property at most once
+    assert not accepts(m, '{"b":"x","a":"1"}')
+    rng = random.Random(0)
+    walks = [random_walk(m, rng) for _ in range(25)]
+    assert all(is_valid(json.loads(w), ANY_ORDER) for w in walks if w is not None)
+    assert len({tuple(json.loads(w)) for w in walks if w is not None}) > 3  # orders vary
+
+
+def test_any_property_order_is_bounded():
+    schema = {"type": "object", "properties": {f"p{i}": {} for i in range(11)}}
+    with pytest.raises(UnsupportedSchemaError, match="property_order='any' over 11 properties"):
+        gad.Grammar.from_json_schema(schema, property_order="any")
+    with pytest.raises(gad.ConfigurationError, match="property_order"):
+        gad.Grammar.from_json_schema(schema, property_order="sorted")
 
 
 def test_whitespace_bounded():
@@ -525,7 +618,7 @@ def test_multiple_of_with_an_inexact_float_divisor_is_unsupported():
     [
         ({"properties": {"a": {"not": {"type": "string", "pattern": "^x"}}}}, "not", "#/properties/a/not"),
         ({"items": {"uniqueItems": True}}, "uniqueItems", "#/items"),
-        ({"patternProperties": {"^x": {}}}, "patternProperties", "#"),
+        ({"patternProperties": {f"^{c}": {} for c in "abcdefg"}}, "patternProperties", "#"),
         ({"$defs": {"a/b": {"if": {"multipleOf": 2}}}, "$ref": "#/$defs/a~1b"}, "if", "#/$defs/a~1b/if"),
         ({"type": "string", "format": "hostname"}, "format", "#"),
         ({"oneOf": [{"type": "integer"}, {"minimum": 3}]}, "oneOf", "#"),
@@ -735,6 +828,15 @@ def test_large_counts_convert_and_count_exactly(schema, sizes):
         assert accepts(m, json.dumps(doc, separators=(",", ":"))) == is_valid(doc, schema), n
 
 
+@pytest.mark.parametrize("schema", [{"type": "integer", "minimum": 10**400},
+                                    {"type": "integer", "exclusiveMaximum": -(10**400)}])  # fmt: skip
+def test_integer_bounds_beyond_float_range_are_exact(schema):
+    # Found by tests/fuzz: such a bound raised OverflowError (int too large to convert to float).
+    m = matcher_for(schema, whitespace="compact")
+    for doc in (10**400, 10**400 - 1, 10**400 + 1, -(10**400), -(10**400) - 1, -(10**400) + 1, 0):
+        assert accepts(m, str(doc)) == is_valid(doc, schema), doc
+
+
 def test_lenient_length_bound_above_the_cap_drops_it():
     result = convert_json_schema({"type": "string", "maxLength": 20000}, lenient=True)
     assert result.dropped and "maxLength" in result.dropped[0]
@@ -806,7 +908,9 @@ def test_ref_siblings_mean_what_each_draft_says(dialect):
 @pytest.mark.filterwarnings("ignore::gad.grammar.json_schema.convert.SchemaWarning")  # lenient names each drop
 def test_lenient_drop_of_pattern_properties_also_drops_additional_properties():
     # B7: dropping patternProperties alone would make additionalProperties: false refuse {"x1": 1}.
-    schema = {"type": "object", "patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": False}
+    # (More than MAX_PATTERN_PROPERTIES = 6 patterns are unsupported, and lenient mode drops them.)
+    patterns = {f"^{c}": {"type": "integer"} for c in "uvwxyz"} | {"^t": {}}
+    schema = {"type": "object", "patternProperties": patterns, "additionalProperties": False}
     conversion = gad.grammar.json_schema.convert_json_schema(schema, lenient=True)
     assert any("additionalProperties" in d for d in conversion.dropped)
     for document in ({"x1": 1}, {"x1": 1, "x2": 2}):

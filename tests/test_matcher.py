@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import gad
 from gad.errors import DeadEndError, GadError, RollbackError, TokenError
-from gad.testing import brute_force_allowed, check_masks
+from gad.testing import brute_force_allowed, check_masks, random_walk
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 ARITHMETIC = (GRAMMARS / "arithmetic.lark").read_text()
@@ -184,23 +184,6 @@ def test_deep_nesting_through_tokens():
     assert matcher.is_accepting()
     matcher.rollback(2 * depth)
     assert matcher.num_accepted == 0
-
-
-def random_walk(matcher: gad.GrammarMatcher, rng: random.Random, max_steps: int) -> bytes | None:
-    """Pick any allowed token (EOS with probability 1/3 when allowed) until EOS; None if too long."""
-    info = matcher.compiled.tokenizer_info
-    text = b""
-    for _ in range(max_steps):
-        allowed = matcher.allowed_token_ids()
-        eos_ok = any(t in info.eos_token_ids for t in allowed)
-        if eos_ok and rng.random() < 1 / 3:
-            assert matcher.accept_token(info.eos_token_ids[0])
-            return text
-        choices = [t for t in allowed if t not in info.eos_token_ids]
-        token = rng.choice(choices)
-        assert matcher.accept_token(token)
-        text += info.token_bytes[token]
-    return None
 
 
 @pytest.mark.parametrize("grammar", [ARITHMETIC, JSON, (GRAMMARS / "ambiguous.lark").read_text()])

@@ -165,13 +165,15 @@ class Grammar:
         lenient: bool = False,
         extra_properties: bool = True,
         registry: object = None,
+        property_order: str = "schema",
     ) -> Grammar:
         """The JSON documents valid under ``schema`` (a dict, a JSON string or a pydantic model
         class); see `gad.grammar.json_schema.json_schema_to_grammar` for the options."""
         from gad.grammar.json_schema import json_schema_to_grammar
 
         return json_schema_to_grammar(
-            schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+            schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry,
+            property_order=property_order,
         )
 
     # -- validation -------------------------------------------------------------------------------

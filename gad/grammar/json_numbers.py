@@ -96,7 +96,7 @@ class _Bound:
     ``(-1, c)`` in the fraction (c: comparison so far; 0 continues digit by digit)."""
 
     def __init__(self, bound: Decimal) -> None:
-        text = format(abs(bound), "f")
+        text = format(bound.copy_abs(), "f")  # exact (abs() would round to the context's 28 digits)
         whole, _, frac = text.partition(".")
         self.whole, self.frac = whole, frac.rstrip("0")
         self.negative = bound < 0
@@ -276,7 +276,7 @@ def float_safe(bound: int | float, *, up: bool, strict: bool) -> Decimal:
     subnormal double; the numbers lost are all below 1e-20 in size.
     """
     exact = Decimal(bound)
-    if abs(exact) > _MAX_FLOAT:
+    if exact.copy_abs() > _MAX_FLOAT:
         exact = _MAX_FLOAT if exact > 0 else -_MAX_FLOAT
     f = float(exact)
     inward, outward = (math.inf, -math.inf) if up else (-math.inf, math.inf)

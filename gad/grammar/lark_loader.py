@@ -2,22 +2,29 @@
 
 lark expands EBNF (`?`, `*`, `+`, `[...]`, `~ n`, templates) into BNF rules and resolves
 `%import common.X`; we keep its rules and terminal regexes and turn lark's errors into
-`GrammarError`s that carry the source name, line and column. One extension: the empty literal
-``""`` (which lark refuses) is ε, as in GBNF, llguidance and xgrammar.
+`GrammarError`s that carry the source name, line and column — of the file the error is in, which
+for an error inside an ``%import``ed grammar is that grammar's file, not the importing one. One
+extension: the empty literal ``""`` (which lark refuses) is ε, as in GBNF, llguidance and xgrammar.
 """
 
 from __future__ import annotations
 
+import os
+import pkgutil
 import re
+import sys
 
 from lark.exceptions import LarkError, VisitError
-from lark.load_grammar import load_grammar
+from lark.load_grammar import GrammarBuilder, PackageResource
 
 from gad.errors import GadError, GrammarError, UndefinedRuleError, UnsupportedGrammarError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
 
 _AT_LINE_COLUMN = re.compile(r"at line (\d+),? column (\d+)\.?")
-_UNDEFINED = re.compile(r"(?:Rule|Terminal|Using an undefined rule|Using an undefined terminal)\s+'?([^' ]+)'?")
+_UNDEFINED = re.compile(r"(?:used but not defined: |(?:Rule|Terminal|Using an undefined rule|Using an undefined terminal)\s+(?!used\b)'?)([^' ]+)'?")
+_DEFINED_TWICE = re.compile(r"(?:Rule|Terminal) '([^']+)' defined more than once")
+_IGNORED_UNDEFINED = re.compile(r"Terminals \{'(\w+)'")
+_EMPTY_TERMINAL = re.compile(r"Terminals cannot be empty \((\w+)\)")
 
 
 def load_lark(
@@ -31,15 +38,19 @@ def load_lark(
     if not isinstance(text, str):
         raise GrammarError(f"grammar text must be a str, not {type(text).__name__}", source=source)
     src = SourceText(source, text)
+    builder = GrammarBuilder(False, import_paths or [])
     try:
-        lark_grammar, _ = load_grammar(_empty_literals_as_epsilon(text), source, import_paths or [], False)
-        lark_terminals, lark_rules, ignore = lark_grammar.compile([start], set())
+        builder.load_grammar(_empty_literals_as_epsilon(text), source)
+        lark_terminals, lark_rules, ignore = builder.build().compile([start], set())
     except LarkError as exc:
-        raise _grammar_error(src, exc) from None
+        raise _grammar_error(_ImportedFiles(src, builder.used_files), exc) from None
     except GadError:
         raise
+    except RecursionError as exc:  # lark's loader recurses on nesting and on %import
+        raise _recursion_error(_ImportedFiles(src, builder.used_files), exc) from None
     except Exception as exc:  # lark lets some malformed input escape as KeyError, ValueError, ...
         raise GrammarError(f"malformed grammar ({type(exc).__name__}: {exc})", source=source) from None
+    files = _ImportedFiles(src, builder.used_files)
 
     terminals: dict[str, Terminal] = {}
     for term in lark_terminals:
@@ -47,9 +58,11 @@ def load_lark(
         try:
             terminal = Terminal.compile(term.name, regex, lexer=True)
         except GrammarError as exc:
-            line, column = _locate_pattern(src, term.pattern.value)
-            message = exc.message if term.name in exc.message else f"terminal {term.name}: {exc.message}"
-            raise type(exc)(message, source=source, line=line, column=column, text=text) from None
+            where, name = files.owner(term.name)
+            line, column = _locate_pattern(where, term.pattern.value, name)
+            message = exc.message.replace(term.name, name)
+            message = message if name in message else f"terminal {name}: {message}"
+            raise type(exc)(message, source=where.name, line=line, column=column, text=where.text) from None
         terminals[term.name] = terminal
 
     rules = []
@@ -57,14 +70,132 @@ def load_lark(
         rhs = tuple(symbol.name for symbol in lark_rule.expansion)
         for symbol in lark_rule.expansion:
             if symbol.is_term and symbol.name not in terminals:
-                raise src.error(
+                where, name = files.owner(symbol.name)
+                raise where.error(
                     UnsupportedGrammarError,
-                    f"terminal {symbol.name!r} has no pattern (declared with %declare?); "
+                    f"terminal {name!r} has no pattern (declared with %declare?); "
                     "gad needs every terminal's regular language",
-                    symbol.name,
+                    name,
                 )
         rules.append(Rule(str(lark_rule.origin.name), rhs))
     return Grammar(rules, terminals, start=start, ignore=tuple(ignore), source=src)
+
+
+class _ImportedFiles:
+    """The grammar files lark read for one load: the user's own, and each ``%import``ed one.
+
+    lark names an imported symbol by its module path and its own name (``lib__WORD``,
+    ``_lib__PRIVATE``, ``outer__inner__X``); `owner` undoes that to find the file an error is in.
+    """
+
+    def __init__(self, main: SourceText, used_files: dict[object, str]) -> None:
+        self.main = main
+        self.used_files = used_files
+
+    def owner(self, name: str) -> tuple[SourceText, str]:
+        """The file that defines the (maybe mangled) symbol `name`, and the name it has there;
+        the user's file and `name` itself when no imported file matches."""
+        private = name.startswith("_")
+        parts = (name[1:] if private else name).split("__")
+        for first in range(len(parts) - 1):  # the longest module path that names a file read
+            relative = os.path.join(*parts[first:-1]) + ".lark"
+            for key in self.used_files:
+                path = key.path if isinstance(key, PackageResource) else str(key)
+                if path == relative or path.endswith(os.sep + relative):
+                    read = _read_source(key)
+                    if read is not None:
+                        return read, ("_" if private else "") + parts[-1]
+        return self.main, name
+
+    def failing_import(self, exc: BaseException) -> SourceText | None:
+        """The imported file lark was loading when it raised `exc` (the innermost one), if any."""
+        chain = self.import_chain(exc)
+        return chain[-1] if chain else None
+
+    @staticmethod
+    def import_chain(exc: BaseException) -> list[SourceText]:
+        """The imported files lark was loading when it raised `exc`, outermost first."""
+        chain = []
+        tb = exc.__traceback__
+        while tb is not None:
+            local = tb.tb_frame.f_locals if tb.tb_frame.f_code.co_name == "do_import" else {}
+            if isinstance(local.get("text"), str) and local.get("joined_path") is not None:
+                chain.append(SourceText(_display_name(local["joined_path"]), local["text"]))
+            tb = tb.tb_next
+        return chain
+
+
+def _recursion_error(files: _ImportedFiles, exc: RecursionError) -> GrammarError:
+    """lark's loader ran out of stack: an ``%import`` cycle, or nesting too deep; say which, and where."""
+    chain = [files.main, *files.import_chain(exc)]
+    names = [src.name for src in chain]
+    for end, name in enumerate(names):
+        if name in names[:end]:
+            start = names.index(name)
+            importer, stem = chain[end - 1], os.path.splitext(os.path.basename(name))[0]
+            line = column = None
+            for match in _IMPORT.finditer(importer.text):
+                if match.group(1).split(".")[-1] == stem:
+                    line, column = importer.locate(match.group(0).strip())
+                    break
+            cycle = " → ".join(os.path.basename(n) for n in names[start : end + 1])
+            return GrammarError(f"%import cycle: {cycle}", source=importer.name, line=line, column=column,
+                                text=importer.text)  # fmt: skip
+    src = chain[-1]
+    depth, line, column = _deepest_nesting(src.text)
+    return GrammarError(
+        f"the grammar nests ( ) and [ ] {depth} levels deep, more than lark's grammar loader can read "
+        f"(Python's recursion limit is {sys.getrecursionlimit()}); name the inner parts as rules",
+        source=src.name, line=line, column=column, text=src.text,
+    )
+
+
+def _deepest_nesting(text: str) -> tuple[int, int | None, int | None]:
+    """The deepest nesting of ``(``/``[`` outside comments, strings and regexes, and the line and
+    column of the first bracket that reaches it."""
+    depth = deepest = 0
+    where: tuple[int | None, int | None] = (None, None)
+    i, n, line, line_start = 0, len(text), 1, 0
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        elif c in "\"/":
+            end = i + 1
+            while end < n and text[end] != c and text[end] != "\n":
+                end += 2 if text[end] == "\\" else 1
+            i = end + 1 if end < n and text[end] == c else end
+            continue
+        elif c in "([":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, (line, i - line_start + 1)
+        elif c in ")]":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest, *where
+
+
+def _display_name(key: object) -> str:
+    return f"{key.pkg_name}/{key.path}" if isinstance(key, PackageResource) else str(key)
+
+
+def _read_source(key: object) -> SourceText | None:
+    """The text of a grammar file lark read (a path, or a resource of a package), or None."""
+    try:
+        if isinstance(key, PackageResource):
+            data = pkgutil.get_data(key.pkg_name, key.path)
+            text = data.decode("utf-8") if data is not None else None
+        else:
+            with open(str(key), encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None if text is None else SourceText(_display_name(key), text)
 
 
 _EPSILON = "/(?:)/"  # what lark reads for ``""``: a regex whose only match is the empty string
@@ -116,17 +247,32 @@ def _epsilon_shift(src: SourceText, line: int, column: int) -> int:
     return column
 
 
-def _locate_pattern(src: SourceText, value: str) -> tuple[int | None, int | None]:
-    """Where a terminal's pattern is written: as ``/regex/``, as ``"string"``, or anywhere."""
+def _locate_pattern(src: SourceText, value: str, name: str | None = None) -> tuple[int | None, int | None]:
+    """Where a terminal's pattern is written: as ``/regex/``, as ``"string"``, or anywhere; else
+    where the terminal `name` is defined."""
     for written in (f"/{value}/", f'"{value}"', value):
         if value and written in src.text:
             return src.locate(written)
+    return _locate_definition(src, name) if name else (None, None)
+
+
+def _locate_definition(src: SourceText, name: str, nth: int = 0) -> tuple[int | None, int | None]:
+    """The line and column of the `nth` definition of rule or terminal `name` (``name:``,
+    ``?name:``, ``NAME.2:``), or (None, None)."""
+    found = re.finditer(rf"^[ \t]*[?!]?({re.escape(name)})(?:\.-?\d+)?[ \t]*(?:\{{[^}}]*\}}[ \t]*)?:", src.text, re.MULTILINE)
+    for k, match in enumerate(found):
+        if k == nth:
+            start = match.start(1)
+            return src.text.count("\n", 0, start) + 1, start - (src.text.rfind("\n", 0, start) + 1) + 1
     return None, None
 
 
-def _grammar_error(src: SourceText, exc: LarkError) -> GrammarError:
+def _grammar_error(files: _ImportedFiles, exc: LarkError) -> GrammarError:
+    """`exc` as a `GrammarError` located in the file it is about."""
+    imported = files.failing_import(exc)
+    src = imported or files.main
     if isinstance(exc, VisitError):
-        return _visit_error(src, exc)
+        return _visit_error(src, exc, rewritten=imported is None)
     args = exc.args
     if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], SyntaxError):
         # lark's literal evaluation failed: ('\\xZZ', SyntaxError("... truncated \\xXX escape"))
@@ -141,18 +287,33 @@ def _grammar_error(src: SourceText, exc: LarkError) -> GrammarError:
     if position:
         line, column = int(position.group(1)), int(position.group(2))
         message = _AT_LINE_COLUMN.sub("", message).rstrip(" ,:")
-    if isinstance(line, int) and isinstance(column, int) and line >= 1:
+    if isinstance(line, int) and isinstance(column, int) and line >= 1 and imported is None:
         column = _epsilon_shift(src, line, column)
+    twice = _DEFINED_TWICE.search(message)
+    if twice and line is None:
+        line, column = _locate_definition(src, twice.group(1), nth=1)
+    ignored = _IGNORED_UNDEFINED.search(message)
+    if ignored and line is None:
+        found = re.search(rf"^[ \t]*%ignore[ \t]+({re.escape(ignored.group(1))})\b", src.text, re.MULTILINE)
+        if found:
+            line = src.text.count("\n", 0, found.start(1)) + 1
+            column = found.start(1) - (src.text.rfind("\n", 0, found.start(1)) + 1) + 1
+    empty = _EMPTY_TERMINAL.search(message)
+    if empty and line is None:
+        line, column = _locate_definition(src, empty.group(1))
     cls = GrammarError
     undefined = _UNDEFINED.search(message)
     if "not defined" in message or "undefined" in message.lower():
         cls = UndefinedRuleError
-        imported = undefined and _import_of(src, undefined.group(1))
-        if imported:
-            module, line, column = imported
+        asked = undefined and _import_of(src, undefined.group(1))
+        if asked:
+            module, line, column = asked
             message = f"%import {module}: {module!r} defines no rule or terminal named {undefined.group(1)!r}"  # type: ignore[union-attr]
         elif undefined and line is None:
-            line, column = src.locate(undefined.group(1))
+            owner, name = files.owner(undefined.group(1)) if imported is None else (src, undefined.group(1))
+            if owner is not src:
+                src, message = owner, message.replace(undefined.group(1), name)
+            line, column = src.locate(name)
     if isinstance(line, int) and line < 1:
         line = column = None
     return cls(message, source=src.name, line=line, column=column, text=src.text)
@@ -172,7 +333,7 @@ def _import_of(src: SourceText, name: str) -> tuple[str, int, int] | None:
     return None
 
 
-def _visit_error(src: SourceText, exc: VisitError) -> GrammarError:
+def _visit_error(src: SourceText, exc: VisitError, rewritten: bool = True) -> GrammarError:
     """lark failed while transforming a construct (``exc.rule``); say which, and where."""
     tokens = [t for t in getattr(exc.obj, "scan_values", lambda _p: [])(lambda v: hasattr(v, "line"))]
     line = getattr(tokens[0], "line", None) if tokens else None
@@ -183,6 +344,6 @@ def _visit_error(src: SourceText, exc: VisitError) -> GrammarError:
     else:
         reason = str(exc.orig_exc) or type(exc.orig_exc).__name__
         message = f"invalid {exc.rule}: {reason}"
-    if isinstance(line, int) and isinstance(column, int):
+    if isinstance(line, int) and isinstance(column, int) and rewritten:
         column = _epsilon_shift(src, line, column)
     return GrammarError(message, source=src.name, line=line, column=column, text=src.text)

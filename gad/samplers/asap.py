@@ -43,8 +43,10 @@ under P_T, of the continuations of u not yet known to be dead — the "excluded 
 
 **Persistence and memory.** `ASApSampler.save` writes every trie (``.npz`` of plain arrays plus
 JSON metadata, no pickle, format-versioned, written to a temporary file and renamed);
-`ASApSampler.load` reads it back and checks the grammar, tokenizer, temperature and (by
-recomputing the root's next-token distribution) the model. Each stored entry costs 24 bytes
+`ASApSampler.load` reads it back, refuses (`ConfigurationError` naming the file and what is
+wrong) anything `TrieStore.save` could not have written — values out of range, indices out of
+bounds, a broken tree, inconsistent counts (`gad.samplers.trie_file`) — and checks the grammar,
+tokenizer, temperature and (by recomputing the root's next-token distribution) the model. Each stored entry costs 24 bytes
 (int32 id, float32 model log-prob, float64 P_T and ĉ) plus about 200 bytes of Python per node;
 `TrieStore.stats()` reports it, and ``max_nodes`` bounds it: beyond the bound new prefixes are
 still expanded and used by the sample that reached them, but neither kept nor pushed up, so the
@@ -77,6 +79,7 @@ from gad.constraint import Constraint, ConstraintFactory, ConstraintLike, as_con
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
 from gad.samplers.base import Sample, Sampler, check_sampling_args, draw, seed_for, temper
+from gad.samplers.trie_file import check_trie_file
 from gad.storage import load_arrays, save_arrays
 
 __all__ = ["ASApSampler", "ExpectedFuturesTrie", "TrieNode", "TrieStore", "sampling_distribution"]
@@ -411,6 +414,7 @@ class TrieStore:
             if meta.get(key) != value:
                 what = {"grammar": "grammar", "tokenizer": "tokenizer"}.get(key, "constraint")
                 raise ConfigurationError(f"{path} holds tries for a different {what}")
+        check_trie_file(path, data, meta, constraints.vocab_size)
         try:
             store = cls(constraints, meta["temperature"], meta["max_nodes"])
             for k, info in enumerate(meta["tries"]):
@@ -536,6 +540,12 @@ class TrieSampler(Sampler):
         or prompt handling raise `ConfigurationError` instead of silently mis-steering.
         """
         store = TrieStore.load(path, compiled)
+        for prompt, _ in store.tries:
+            if any(t >= lm.vocab_size for t in prompt):
+                raise ConfigurationError(
+                    f"{path}: not a valid ASAp/CARS trie file for this model: prompt token id {max(prompt)} "
+                    f"is outside the model's vocabulary [0, {lm.vocab_size})"
+                )
         sampler = cls(lm, compiled, temperature=store.temperature, batch_size=batch_size, store=store, **options)
         if check_model:
             for (prompt, _), trie in store.tries.items():

@@ -29,46 +29,34 @@ array-valued ``items`` with ``additionalItems``.
 Every terminal is a real regex (`Terminal.regex`, whole-input semantics); the regexes of strings and
 numbers, and the automata of the slow ones (counted lengths, intersections of constraints), come
 from `gad.grammar.json_tokens`.
+
+This module walks the schema (references, ``allOf`` merging, ``anyOf``/``oneOf``, ``enum``/
+``const``); the rules of each kind of value are in `objects`, `arrays` and `scalars`, mixins of the
+one `_Converter`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import math
 import re
-import sys
 import warnings
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import jsonschema
 import referencing
 import referencing.exceptions
 
-from gad.errors import ConfigurationError, EmptyLanguageError, GrammarError, SchemaError, UnsupportedSchemaError
+from gad.errors import ConfigurationError, EmptyLanguageError, SchemaError, UnsupportedSchemaError
 from gad.grammar.ir import Grammar, Rule, SourceText, Terminal
-from gad.errors import UnsupportedGrammarError
-from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
+from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX
+from gad.grammar.json_schema.arrays import ArrayRules
 from gad.grammar.json_schema.loading import load_schema, pointer, prepare
-from gad.grammar.json_numbers import INTEGER_REGEX, NUMBER_REGEX, NumberSpec, float_safe, number_dfa
-from gad.grammar.json_tokens import (
-    CHAR,
-    STRING_REGEX,
-    SUPPORTED_FORMATS,
-    ENCODED_CHAR,
-    counted_string_dfa,
-    difference,
-    encode_search,
-    encode_set,
-    followed_by,
-    intersect,
-    spaced_dfa,
-    spellings,
-)
+from gad.grammar.json_schema.negation import NotExpressible, conditional, dependencies, negate
+from gad.grammar.json_schema.objects import ObjectRules, pattern_problem, property_schema
+from gad.grammar.json_schema.scalars import ScalarRules, as_list
+from gad.grammar.json_tokens import STRING_REGEX, SUPPORTED_FORMATS, spaced_dfa
 from gad.grammar.regex import ByteDFA, compile_regex
 
 __all__ = [
@@ -101,32 +89,23 @@ class SchemaConversion:
 _TYPES = ("null", "boolean", "object", "array", "number", "string", "integer")
 _REWRITTEN = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies")  # negation.py
 _UNSUPPORTED = {
-    "patternProperties": "pattern-matched property names are not supported",
-    "propertyNames": "constraints on property names are not supported",
-    "unevaluatedProperties": "unevaluated properties are not supported",
-    "unevaluatedItems": "unevaluated items are not supported",
-    "contains": "'contains' is not supported",
-    "minContains": "'contains' is not supported",
-    "maxContains": "'contains' is not supported",
     "$dynamicRef": "dynamic references are not supported",
     "$recursiveRef": "dynamic references are not supported",
 }
 _ASSERTIONS = {
     "type", "enum", "const", "allOf", "anyOf", "oneOf", "$ref",
     "properties", "required", "additionalProperties", "minProperties", "maxProperties",
+    "patternProperties", "propertyNames",
     "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+    "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
     "pattern", "minLength", "maxLength", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 }  # fmt: skip
-_SPEC_FORMATS = frozenset({
-    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
-    "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
-    "relative-json-pointer", "regex",
-})  # fmt: skip
-"""The formats JSON Schema defines (2020-12, and draft 7's subset): `jsonschema` checks them, so
-they are assertions; any other format name is an annotation it ignores, and so does gad."""
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
-_MAX_CHAIN = 2000  # the most rules one counted object/array bound may unroll to
+# unevaluatedProperties/Items are read as additionalProperties/items once the in-place subschemas
+# ($ref, allOf) are merged in; next to these keywords that reading would not be exact.
+_CONDITIONAL = ("anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies")
+_UNEVALUATED = {"unevaluatedProperties": _CONDITIONAL, "unevaluatedItems": (*_CONDITIONAL, "contains")}
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains")
 _WS = "[ \\t\\n\\r]"
 DEFAULT_WHITESPACE = 16
 
@@ -141,13 +120,17 @@ def convert_json_schema(
     lenient: bool = False,
     extra_properties: bool = True,
     registry: referencing.Registry | None = None,
+    property_order: str = "schema",
 ) -> SchemaConversion:
     """Compile a JSON Schema to a `Grammar`; see `json_schema_to_grammar`. Never warns: in lenient
     mode the dropped keywords are in the result's ``dropped``."""
     root = load_schema(schema)
     if isinstance(whitespace, bool) or not (whitespace == "compact" or (isinstance(whitespace, int) and whitespace >= 0)):
         raise ConfigurationError(f'`whitespace` has to be "compact" or a non-negative int, but is {whitespace!r}')
+    if property_order not in ("schema", "any"):
+        raise ConfigurationError(f'`property_order` has to be "schema" or "any", but is {property_order!r}')
     converter = _Converter(root, 0 if whitespace == "compact" else int(whitespace), bool(lenient), bool(extra_properties), registry)
+    converter.any_order = property_order == "any"
     try:
         grammar = converter.build()
     except RecursionError:  # a $ref/allOf chain deeper than the walk's stack (nesting is bounded up front)
@@ -162,6 +145,7 @@ def json_schema_to_grammar(
     lenient: bool = False,
     extra_properties: bool = True,
     registry: referencing.Registry | None = None,
+    property_order: str = "schema",
 ) -> Grammar:
     """The grammar of the JSON documents that validate against ``schema``.
 
@@ -180,6 +164,10 @@ def json_schema_to_grammar(
             from a language model; still sound). The default follows JSON Schema: they admit any.
         registry: a `referencing.Registry` of the documents remote ``$ref``s may name (keyed by
             their URI); nothing is ever fetched.
+        property_order: ``"schema"`` (default): named properties in the schema's order, then any
+            others; ``"any"``: named and other properties in any order, each named one at most
+            once (2**k states for k named properties of one object: at most 10 of them, else
+            `UnsupportedSchemaError`).
 
     Raises:
         UnsupportedSchemaError: a keyword that cannot be compiled exactly (message: keyword and
@@ -187,7 +175,8 @@ def json_schema_to_grammar(
         SchemaError: a malformed schema, an unresolvable ``$ref``, or a schema no document satisfies.
     """
     result = convert_json_schema(
-        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry
+        schema, whitespace=whitespace, lenient=lenient, extra_properties=extra_properties, registry=registry,
+        property_order=property_order,
     )
     if result.dropped:
         warnings.warn(
@@ -201,7 +190,7 @@ def json_schema_to_grammar(
 # -- the converter ------------------------------------------------------------------------------------
 
 
-class _Converter:
+class _Converter(ObjectRules, ArrayRules, ScalarRules):
     """Walks the schema, one nonterminal per distinct (sub)schema; recursion through ``$ref`` is
     recursion in the grammar."""
 
@@ -212,6 +201,7 @@ class _Converter:
         self.ws_n = ws
         self.lenient = lenient
         self.extra_properties = extra_properties
+        self.any_order = False  # property_order="any"
         self.dropped: list[str] = []
         self.notes: list[str] = []
         self.rules: list[Rule] = []
@@ -316,11 +306,21 @@ class _Converter:
                 self.unsupported(k, ptr, _UNSUPPORTED[k])
             elif k in _ASSERTIONS:
                 s[k] = v
-        if "patternProperties" in schema and "additionalProperties" in s:
-            # (lenient) additionalProperties covers only the names patternProperties does not
-            # take: with patternProperties dropped it would be stricter than the schema.
-            self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
-            del s["additionalProperties"]
+        problem = isinstance(s.get("patternProperties"), dict) and pattern_problem(s["patternProperties"])
+        if problem:
+            self.unsupported("patternProperties", ptr, problem)
+            del s["patternProperties"]
+            if "additionalProperties" in s:
+                # (lenient) additionalProperties covers only the names patternProperties does not
+                # take: with patternProperties dropped it would be stricter than the schema.
+                self.unsupported("additionalProperties", ptr, "it depends on the dropped 'patternProperties'")
+                del s["additionalProperties"]
+        for k, blockers in _UNEVALUATED.items():
+            found = [b for b in blockers if b in schema]
+            if k in s and found:
+                self.unsupported(k, ptr, f"next to {found[0]!r}, whose subschemas evaluate items or properties "
+                                 "only where they validate, it is not supported")  # fmt: skip
+                del s[k]
         if any(k in schema for k in _REWRITTEN):
             extra = self.rewritten(schema, ptr)
             if extra:
@@ -377,10 +377,10 @@ class _Converter:
             if k in s:
                 s[k] = int(s[k])
         for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            if k in s and (isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k])):
+            if k in s and not _finite_number(s[k]):
                 raise bad(k, "a number")
-        for m in _as_list(s.get("multipleOf")):
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+        for m in as_list(s.get("multipleOf")):
+            if not _finite_number(m) or m <= 0:
                 raise bad("multipleOf", "a number greater than 0")
         if "required" in s and (not isinstance(s["required"], list) or not all(isinstance(r, str) for r in s["required"])):
             raise bad("required", "a list of strings")
@@ -394,7 +394,7 @@ class _Converter:
         for k in ("pattern", "format"):
             if k in s and not (isinstance(s[k], str) or (isinstance(s[k], list) and all(isinstance(p, str) for p in s[k]))):
                 raise bad(k, "a string")
-        patterns = _as_list(s.get("pattern"))
+        patterns = as_list(s.get("pattern"))
         compilable = []
         for p in patterns:
             try:
@@ -422,7 +422,7 @@ class _Converter:
                 rest = {k: v for k, v in s.items() if k != kw}
                 branches = [(b, pointer(ptr, kw, i)) for i, b in enumerate(s[kw])]
                 if rest:
-                    branches = [(self.merge(rest, self.flatten(b, p, ())), p) for b, p in branches]
+                    branches = [(self.merge(rest, self.flatten(b, p, ()), p), p) for b, p in branches]
                     branches = [(b, p) for b, p in branches if b is not False]
                 if kw == "oneOf":
                     self.check_exclusive(branches, ptr)
@@ -431,6 +431,7 @@ class _Converter:
         return self.base_alternatives(s, ptr)
 
     def base_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
+        s = _settle_unevaluated(s)
         types = set(s["type"] if isinstance(s.get("type"), list) else [s.get("type")] if "type" in s else _TYPES)
         if "enum" in s or "const" in s:
             values = list(s["enum"]) if "enum" in s else [s["const"]]
@@ -452,7 +453,7 @@ class _Converter:
             if term:
                 out.append((term,))
         if "number" in types or "integer" in types:
-            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in _as_list(s.get("multipleOf")))
+            term = self.number_terminal(s, ptr, integer="number" not in types or 1 in as_list(s.get("multipleOf")))
             if term:
                 out.append((term,))
         if "object" in types:
@@ -489,25 +490,26 @@ class _Converter:
                 self.unsupported("$ref", ptr, f"{ref!r} refers back to itself through allOf/$ref without nesting")
             else:
                 target, tptr = self.resolve(ref, ptr)
-                s = self.merge(s, self.flatten(target, tptr, seen + (ref,)))
+                s = self.merge(s, self.flatten(target, tptr, seen + (ref,)), ptr)
         if s is not False and "allOf" in s:
             subs = s.pop("allOf")
             for i, sub in enumerate(subs):
-                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen))
+                s = self.merge(s, self.flatten(sub, pointer(ptr, "allOf", i), seen), ptr)
                 if s is False:
                     break
-        return s
+        return s if s is False else _settle_unevaluated(s)
 
-    def merge(self, a: dict | bool, b: dict | bool) -> dict | bool:
+    def merge(self, a: dict | bool, b: dict | bool, ptr: str = "#") -> dict | bool:
         """The conjunction of two flattened schemas as one schema (False when unsatisfiable)."""
         if a is False or b is False:
             return False
         a, b = dict(a), dict(b)  # type: ignore[arg-type]
         out = dict(a)
-        for k in ("properties", "additionalProperties", "prefixItems", "items"):
+        structural = ("properties", "additionalProperties", "patternProperties", "prefixItems", "items")
+        for k in structural:
             out.pop(k, None)
         for k, v in b.items():
-            if k in ("properties", "additionalProperties", "prefixItems", "items"):
+            if k in structural:
                 continue
             if k not in out:
                 out[k] = v
@@ -530,21 +532,48 @@ class _Converter:
             elif k in ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"):
                 out[k] = min(x, v)
             elif k in ("pattern", "format"):
-                out[k] = list(dict.fromkeys(_as_list(x) + _as_list(v)))
+                out[k] = list(dict.fromkeys(as_list(x) + as_list(v)))
             elif k in ("anyOf", "oneOf"):  # (∨ A) ∧ (∨ B) = ∨_i (A_i ∧ (∨ B))
                 out[k] = [{"allOf": [ai, {k: v}]} for ai in x]
             elif k == "multipleOf":
-                out[k] = list(_as_list(x)) + [m for m in _as_list(v) if m not in _as_list(x)]
-        # properties: a name's schema is its entry, or additionalProperties, in each operand
-        if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
+                out[k] = list(as_list(x)) + [m for m in as_list(v) if m not in as_list(x)]
+            elif k == "propertyNames":
+                out[k] = _conj(x, v)
+            elif k in ("contains", "minContains", "maxContains") and not _json_equal(x, v):
+                # two `contains` may be met by different items: not one `contains`
+                self.unsupported("contains", ptr, "an allOf of two different 'contains' is not supported")
+                out.pop("contains", None)  # (lenient) looser than the schema, as dropping is
+        # properties: a name's schema is its entry, else the patterns it matches (kept in the
+        # union of both operands' patterns), else additionalProperties, in each operand
+        if any(k in s for s in (a, b) for k in ("properties", "additionalProperties", "patternProperties")):
             pa, pb = a.get("properties", {}), b.get("properties", {})
             apa, apb = a.get("additionalProperties", True), b.get("additionalProperties", True)
-            props = {n: _conj(pa.get(n, apa), pb.get(n, apb)) for n in list(pa) + [n for n in pb if n not in pa]}
+            pata, patb = a.get("patternProperties", {}), b.get("patternProperties", {})
+            if (pata and apb is not True) or (patb and apa is not True):
+                # a key matching only one side's patterns would need the other side's
+                # additionalProperties too, which one schema of this form cannot say
+                self.unsupported("patternProperties", ptr, "an allOf of objects where one has patternProperties "
+                                 "and another additionalProperties is not supported")  # fmt: skip
+                pata = patb = {}
+                apa = apb = True  # (lenient) looser than the schema, as dropping is
+
+            def named(props: dict, patterns: dict, ap: Any, n: str) -> Any:
+                if n in props:
+                    return props[n]
+                return True if any(re.search(p, n) for p in patterns) else ap
+
+            props = {n: _conj(named(pa, pata, apa, n), named(pb, patb, apb, n))
+                     for n in list(pa) + [n for n in pb if n not in pa]}  # fmt: skip
             if props:
                 out["properties"] = props
+            patterns = dict(pata)
+            for p, sub in patb.items():
+                patterns[p] = _conj(patterns[p], sub) if p in patterns else sub
+            if patterns:
+                out["patternProperties"] = patterns
             ap = _conj(apa, apb)
-            if ap is not True:
-                out["additionalProperties"] = ap
+            if ap is not True or "additionalProperties" in a or "additionalProperties" in b:
+                out["additionalProperties"] = ap  # explicit: it evaluates every other property
         if any(k in s for s in (a, b) for k in ("prefixItems", "items")):
             xa, xb = a.get("prefixItems", []), b.get("prefixItems", [])
             ia, ib = a.get("items", True), b.get("items", True)
@@ -553,8 +582,8 @@ class _Converter:
             if prefix:
                 out["prefixItems"] = prefix
             items = _conj(ia, ib)
-            if items is not True:
-                out["items"] = items
+            if items is not True or "items" in a or "items" in b:
+                out["items"] = items  # explicit: it evaluates every other item
         return out
 
     # -- oneOf ------------------------------------------------------------------------------------------
@@ -587,14 +616,14 @@ class _Converter:
             return not any(_json_equal(x, y) for x in va for y in vb)
         if common <= {"object"}:
             ra, rb = set(a.get("required", [])), set(b.get("required", []))
-            pa, pb = a.get("properties", {}), b.get("properties", {})
             for name in ra & rb:
-                sa = self.flatten(pa.get(name, a.get("additionalProperties", True)), "#", ())
-                sb = self.flatten(pb.get(name, b.get("additionalProperties", True)), "#", ())
+                sa = self.flatten(property_schema(a, name, a.get("additionalProperties", True)), "#", ())
+                sb = self.flatten(property_schema(b, name, b.get("additionalProperties", True)), "#", ())
                 if self.disjoint(sa, sb, depth + 1):
                     return True
             for x, y, rx in ((a, b, ra), (b, a, rb)):
-                if y.get("additionalProperties") is False and rx - set(y.get("properties", {})):
+                unnamed = {n for n in rx - set(y.get("properties", {})) if property_schema(y, n, None) is None}
+                if y.get("additionalProperties") is False and unnamed:
                     return True
         return False
 
@@ -605,6 +634,11 @@ class _Converter:
         if schema is True or schema is False:
             return schema
         s = self.clean(schema, ptr)
+        if any(k in s for k in _UNEVALUATED):  # only after $ref and allOf are merged in
+            flat = self.flatten(schema, ptr, ())
+            if flat is False:
+                return False
+            s = flat
         if "$ref" in s:
             target, tptr = self.resolve(s["$ref"], ptr)
             if not self.conforms(value, target, tptr):
@@ -619,14 +653,14 @@ class _Converter:
             return False
         if "const" in s and not _json_equal(value, s["const"]):
             return False
-        if "type" in s and not any(_is_type(value, t) for t in _as_list(s["type"])):
+        if "type" in s and not any(_is_type(value, t) for t in as_list(s["type"])):
             return False
         if isinstance(value, str):
             if not s.get("minLength", 0) <= len(value) <= s.get("maxLength", math.inf):
                 return False
-            if not all(re.search(p, value) for p in _as_list(s.get("pattern"))):
+            if not all(re.search(p, value) for p in as_list(s.get("pattern"))):
                 return False
-            for f in _as_list(s.get("format")):
+            for f in as_list(s.get("format")):
                 if f in SUPPORTED_FORMATS and not re.fullmatch(SUPPORTED_FORMATS[f], value):
                     return False
         elif _is_type(value, "number"):
@@ -638,17 +672,19 @@ class _Converter:
                 return False
             if "exclusiveMaximum" in s and not value < s["exclusiveMaximum"]:
                 return False
-            for m in _as_list(s.get("multipleOf")):
+            for m in as_list(s.get("multipleOf")):
                 if not jsonschema.Draft202012Validator({"multipleOf": m}).is_valid(value):
                     return False
         elif isinstance(value, dict):
-            props, ap = s.get("properties", {}), s.get("additionalProperties", True)
+            names_ok = s.get("propertyNames", True)
             if not all(r in value for r in s.get("required", [])):
                 return False
             if not s.get("minProperties", 0) <= len(value) <= s.get("maxProperties", math.inf):
                 return False
             for k, v in value.items():
-                if not self.conforms(v, props.get(k, ap), pointer(ptr, "properties", k)):
+                if not self.conforms(k, names_ok, pointer(ptr, "propertyNames")):
+                    return False
+                if not self.conforms(v, property_schema(s, k, s.get("additionalProperties", True)), pointer(ptr, "properties", k)):
                     return False
         elif isinstance(value, list):
             prefix, items = s.get("prefixItems", []), s.get("items", True)
@@ -656,6 +692,10 @@ class _Converter:
                 return False
             for j, v in enumerate(value):
                 if not self.conforms(v, prefix[j] if j < len(prefix) else items, pointer(ptr, "items", j)):
+                    return False
+            if "contains" in s:
+                hits = sum(self.conforms(v, s["contains"], pointer(ptr, "contains")) for v in value)
+                if not s.get("minContains", 1) <= hits <= s.get("maxContains", math.inf):
                     return False
         return True
 
@@ -707,234 +747,6 @@ class _Converter:
             self._names.update((name, obj, members, arr, items))
         return self._any
 
-    # -- strings ----------------------------------------------------------------------------------------
-
-    def string_terminal(self, s: dict, ptr: str) -> str | None:
-        low, high = s.get("minLength", 0), s.get("maxLength")
-        if high is not None and high < low:
-            return None
-        constraints: list[str] = []  # whole-input regexes over the quoted JSON text
-        for p in _as_list(s.get("pattern")):
-            try:
-                constraints.append('"' + encode_search(p) + '"')
-            except (GrammarError, re.error) as exc:
-                self.unsupported("pattern", ptr, f"pattern {p!r}: {getattr(exc, 'message', exc)}")
-        for f in _as_list(s.get("format")):
-            if f in SUPPORTED_FORMATS:
-                constraints.append('"' + encode_search(r"\A(?:" + SUPPORTED_FORMATS[f] + r")\Z") + '"')
-            elif f in _SPEC_FORMATS:
-                self.unsupported("format", ptr, f"format {f!r} is not one of {', '.join(SUPPORTED_FORMATS)}")
-            else:
-                note = f"'format' at {ptr}: {f!r} is not a format JSON Schema defines: an annotation, not checked"
-                if note not in self.notes:
-                    self.notes.append(note)
-        if not constraints and low == 0 and high is None:
-            return self.punct("STRING")
-        if high is not None and high - low > 10_000 or low > 10_000:
-            self.unsupported("maxLength", ptr, "string length bounds above 10000 are not supported")
-            low, high = min(low, 10_000), None
-        dfas = []
-        if low or high is not None:
-            dfas.append(counted_string_dfa(low, high))
-            count = f"{{{low},{'' if high is None else high}}}"
-            constraints.insert(0, '"' + CHAR + count + '"')
-        try:
-            dfas += [compile_regex(c, whole_input=True) for c in constraints[len(dfas) :]]
-        except GrammarError as exc:
-            self.unsupported("pattern", ptr, exc.message)
-            return self.punct("STRING")
-        if not dfas:
-            return self.punct("STRING")
-        dfa = functools.reduce(intersect, dfas)
-        if dfa is None:
-            return None
-        regex = "".join(f"(?={c[1:]})" if i < len(constraints) - 1 else c[1:] for i, c in enumerate(constraints))
-        return self.terminal("STRING", '"' + regex, dfa)
-
-    # -- numbers ----------------------------------------------------------------------------------------
-
-    def number_terminal(self, s: dict, ptr: str, *, integer: bool) -> str | None:
-        multiples: list[Fraction] = []
-        for m in _as_list(s.get("multipleOf")):
-            divisor = self.divisor(m, ptr)
-            if divisor is None:
-                continue
-            multiples.append(divisor)
-            if isinstance(m, int):
-                integer = True  # the validator's `int % int` is exact; fraction texts would be floats
-        lo = hi = None
-        if integer:
-            if "minimum" in s:
-                lo = Decimal(math.ceil(Decimal(s["minimum"])))
-            if "exclusiveMinimum" in s:
-                lo = _max(lo, Decimal(math.floor(Decimal(s["exclusiveMinimum"])) + 1))
-            if "maximum" in s:
-                hi = Decimal(math.floor(Decimal(s["maximum"])))
-            if "exclusiveMaximum" in s:
-                hi = _min(hi, Decimal(math.ceil(Decimal(s["exclusiveMaximum"])) - 1))
-        else:
-            if "minimum" in s:
-                lo = float_safe(s["minimum"], up=True, strict=False)
-            if "exclusiveMinimum" in s:
-                lo = _max(lo, float_safe(s["exclusiveMinimum"], up=True, strict=True))
-            if "maximum" in s:
-                hi = float_safe(s["maximum"], up=False, strict=False)
-            if "exclusiveMaximum" in s:
-                hi = _min(hi, float_safe(s["exclusiveMaximum"], up=False, strict=True))
-        for m in _as_list(s.get("multipleOf")):
-            if isinstance(m, float) and m != 1:  # the validator divides floats: exact only while x is
-                k = Fraction(m).denominator.bit_length() - 1  # a double, |x| < 2**(53-k)
-                edge = Decimal(2 ** 53 - 1) / Decimal(2**k)
-                lo, hi = _max(lo, -edge), _min(hi, edge)
-        if lo is not None and hi is not None and lo > hi:
-            return None
-        multiples = [m for m in multiples if m != 1 or not integer]
-        if lo is None and hi is None and not multiples:
-            return self.punct("INTEGER" if integer else "NUMBER")
-        spec = NumberSpec(integer=integer, lo=lo, hi=hi, multiples=tuple(dict.fromkeys(multiples)))
-        try:
-            dfa = number_dfa(spec)
-        except UnsupportedGrammarError as exc:
-            self.unsupported("multipleOf" if multiples else "minimum", ptr, exc.message)
-            return self.punct("INTEGER" if integer else "NUMBER")
-        if dfa is None:
-            return None
-        return self.terminal("INTEGER" if integer else "NUMBER", dfa.pattern, dfa)
-
-    def divisor(self, m: int | float, ptr: str) -> Fraction | None:
-        """``multipleOf m`` as an exact rational the automaton tests against, or None (unsupported,
-        dropped in lenient mode). `jsonschema` computes ``x % m`` for an int and ``x / m`` in floats
-        for a float: exact only for floats ``a / 2**k`` (k <= 64) and values the doubles hold exactly."""
-        if isinstance(m, int):
-            return Fraction(m)
-        exact = Fraction(m)
-        if exact.denominator > 2**64:
-            self.unsupported("multipleOf", ptr, f"multipleOf {m!r} is not exactly a double with a short binary "
-                             "fraction, and the validator divides in floating point (use an integer divisor)")
-            return None
-        return exact
-
-    # -- objects ----------------------------------------------------------------------------------------
-
-    def object_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
-        props = s.get("properties", {})
-        required = s.get("required", [])
-        default_ap = self.extra_properties or not ("properties" in s or "required" in s)
-        ap = s.get("additionalProperties", True if default_ap else False)
-        low, high = s.get("minProperties", 0), s.get("maxProperties")
-        if high is not None and low > high:
-            return []
-        names = list(props) + [r for r in dict.fromkeys(required) if r not in props]
-        members: list[tuple[str, str, bool]] = []  # (key terminal, value nonterminal, required)
-        for n in names:
-            sub_ptr = pointer(ptr, "properties", n) if n in props else pointer(ptr, "additionalProperties")
-            value = self.node(props.get(n, ap), sub_ptr)
-            if value is None:
-                if n in required:
-                    return []
-                continue
-            members.append((self.key(n), value, n in required))
-        extra_value = self.node(ap, pointer(ptr, "additionalProperties")) if ap is not False else None
-        extra_key = self.extra_key(names) if extra_value else None
-        cap = high if high is not None else max(low, 1)
-        if cap * (len(members) + 1) > _MAX_CHAIN:
-            self.unsupported("maxProperties" if high is not None else "minProperties", ptr, "the bound is too large to unroll")
-            return [(self.any_value(),)] if self.lenient else []
-        base = self.new_name(ptr + "/members") + "_"
-        comma = self.punct("COMMA")
-        pending, made = [(0, 0)], set()
-        while pending:  # state (i, c): members from i on, c properties written so far (capped)
-            i, c = pending.pop()
-            if (i, c) in made:
-                continue
-            made.add((i, c))
-            name, nxt = f"{base}_{i}_{c}", min(c + 1, cap)
-            lead = (comma,) if c else ()
-            if i < len(members):
-                key, value, req = members[i]
-                if not req:
-                    self.rules.append(Rule(name, (f"{base}_{i + 1}_{c}",)))
-                    pending.append((i + 1, c))
-                if high is None or c < high:
-                    self.rules.append(Rule(name, (*lead, key, value, f"{base}_{i + 1}_{nxt}")))
-                    pending.append((i + 1, nxt))
-            else:
-                if c >= max(low, 1):
-                    self.rules.append(Rule(name, ()))
-                if extra_key and extra_value and (high is None or c < high):
-                    self.rules.append(Rule(name, (*lead, extra_key, extra_value, f"{base}_{i}_{nxt}")))
-                    pending.append((i, nxt))
-
-        out: list[tuple[str, ...]] = []
-        if low == 0 and not any(req for _, _, req in members):
-            out.append((self.punct("EMPTY_OBJECT"),))
-        if high is None or high > 0:
-            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
-        return out
-
-    def extra_key(self, names: list[str]) -> str:
-        """A key other than ``names``: any JSON string when there are none. Built as the product
-        "encoded string, minus every spelling of a name", then the colon (a lookahead regex, the
-        terminal's identity, would cost far more to compile)."""
-        if not names:
-            return self.punct("KEY")
-        excluded = "|".join(spellings(n) for n in names)
-        regex = f'"(?!(?:{excluded})")' + ENCODED_CHAR + '*"' + self.ws + ":" + self.ws
-        if regex not in self._terminal_by_regex:
-            keys = difference(compile_regex('"' + ENCODED_CHAR + '*"', whole_input=True),
-                              compile_regex(f'"(?:{excluded})"', whole_input=True))  # fmt: skip
-            assert keys is not None  # finitely many names are excluded from infinitely many strings
-            colon = spaced_dfa(self.ws_n, b":", self.ws_n)
-            return self.terminal("KEY", regex, dataclasses.replace(followed_by(keys, colon), pattern=regex))
-        return self.terminal("KEY", regex)
-
-    # -- arrays -----------------------------------------------------------------------------------------
-
-    def array_alternatives(self, s: dict, ptr: str) -> list[tuple[str, ...]]:
-        prefix = s.get("prefixItems", [])
-        low, high = s.get("minItems", 0), s.get("maxItems")
-        elems = [self.node(x, pointer(ptr, "prefixItems", j)) for j, x in enumerate(prefix)]
-        rest = self.node(s.get("items", True), pointer(ptr, "items"))
-        limit = next((j for j, e in enumerate(elems) if e is None), None)  # no value fits position `limit`
-        if limit is None and rest is None:
-            limit = len(elems)
-        if limit is not None:
-            high = limit if high is None else min(high, limit)
-        if high is not None and low > high:
-            return []
-        loop = max(len(elems), low)  # from here on every position looks the same
-        last = high if high is not None else loop
-        if last > _MAX_CHAIN:
-            self.unsupported("maxItems" if high is not None else "minItems", ptr, "the bound is too large to unroll")
-            return [(self.any_value(),)] if self.lenient else []
-        base = self.new_name(ptr + "/items") + "_"
-
-        def elem(j: int) -> str | None:
-            return elems[j] if j < len(elems) else rest
-
-        first_state = 1 if high is not None or loop >= 1 else loop
-        pending, made = [first_state], set()
-        while pending:  # state j: j items written (from `loop` on, all alike when unbounded)
-            j = pending.pop()
-            if j in made:
-                continue
-            made.add(j)
-            name = f"{base}_{j}"
-            if j >= low:
-                self.rules.append(Rule(name, ()))
-            e = elem(j)
-            if (high is None or j < high) and e is not None:
-                nxt = j + 1 if high is not None or j + 1 <= loop else loop
-                self.rules.append(Rule(name, (self.punct("COMMA"), e, f"{base}_{nxt}")))
-                pending.append(nxt)
-
-        out: list[tuple[str, ...]] = []
-        if low == 0:
-            out.append((self.punct("EMPTY_ARRAY"),))
-        first = elem(0)
-        if (high is None or high > 0) and first is not None:
-            out.append((self.punct("LSQB"), first, f"{base}_{first_state}", self.punct("RSQB")))
-        return out
 
 
 def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]:
@@ -963,9 +775,6 @@ def _productive(rules: list[Rule], terminals: dict[str, Terminal]) -> list[Rule]
 # -- helpers on schemas and values ----------------------------------------------------------------------
 
 
-def _as_list(x: Any) -> list:
-    return [] if x is None else list(x) if isinstance(x, list) else [x]
-
 
 def _conj(x: Any, y: Any) -> Any:
     if x is True:
@@ -978,7 +787,7 @@ def _conj(x: Any, y: Any) -> Any:
 
 
 def _type_intersection(x: Any, y: Any) -> list[str]:
-    a, b = set(_as_list(x)), set(_as_list(y))
+    a, b = set(as_list(x)), set(as_list(y))
     if "number" in a:
         a.add("integer")
     if "number" in b:
@@ -993,7 +802,7 @@ def _value_types(s: dict) -> set[str]:
         return {_kind(v) for v in values}
     if "type" not in s:
         return {"null", "boolean", "object", "array", "number", "string"}
-    return {"number" if t == "integer" else t for t in _as_list(s["type"])}
+    return {"number" if t == "integer" else t for t in as_list(s["type"])}
 
 
 def _values(s: dict) -> list | None:
@@ -1012,6 +821,27 @@ def _kind(v: Any) -> str:
     if isinstance(v, (int, float)):
         return "number"
     return {str: "string", dict: "object", list: "array"}.get(type(v), "string")
+
+
+def _settle_unevaluated(s: dict) -> dict:
+    """`s` with ``unevaluatedProperties``/``unevaluatedItems`` read as ``additionalProperties``/
+    ``items``: exact once every in-place subschema is merged into `s` (`_UNEVALUATED` refuses the
+    rest), since then what the others leave unevaluated is exactly what those two would cover."""
+    if not any(k in s for k in _UNEVALUATED):
+        return s
+    s = dict(s)
+    for k, plain in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
+        if k in s:
+            value = s.pop(k)
+            s.setdefault(plain, value)
+    return s
+
+
+def _finite_number(value: object) -> bool:
+    """A JSON number: an int of any size (never converted to float), or a finite float."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _is_type(v: Any, t: str) -> bool:
@@ -1039,11 +869,3 @@ def _dump(value: Any, ptr: str) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"enum/const value at {ptr} is not JSON: {exc}", pointer=ptr) from None
-
-
-def _max(a: Any, b: Any) -> Any:
-    return b if a is None else max(a, b)
-
-
-def _min(a: Any, b: Any) -> Any:
-    return b if a is None else min(a, b)
