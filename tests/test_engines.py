@@ -4,8 +4,8 @@ Oracles: the brute-force mask checker `gad.testing.check_masks` (every token fed
 for each adapter; gad's own masks (exact, checked elsewhere) where the languages agree; the
 documented language differences asserted token by token; `gad.exact` for the samplers
 (chi-square at a sample size that sees a 5% bias, 5-standard-error bounds on unbiased
-estimates); `jsonschema` and lark's own parser for `generate` and the logits processor with a
-tiny Hugging Face model. The peers are installed in CI (`make test`), so nothing here is skipped.
+estimates); Python's `re` and lark's own parser for `generate`, the logits processor and the
+CLI with a tiny Hugging Face model. The peers are installed in CI (`make test`), so nothing here is skipped.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import math
 import weakref
-from collections import Counter
 
-import jsonschema
 import lark
 import numpy as np
 import pytest

@@ -43,7 +43,6 @@ from gad.constraint import ConstraintFactory
 from gad.errors import ConfigurationError, GrammarError
 
 if TYPE_CHECKING:
-    from gad.lm import LanguageModel
     from gad.tokenizer import TokenizerInfo
 
 __all__ = ["ENGINES", "GrammarSource", "constraint_factory", "grammar_source"]
