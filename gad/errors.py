@@ -73,6 +73,10 @@ class DeadEndError(GadError):
     """No token can continue the current state: the constraint is unsatisfiable from here."""
 
 
+class EngineError(GadError):
+    """Another engine behind `gad.engines` (xgrammar, llguidance) failed; its message is included."""
+
+
 class SchemaError(GrammarError):
     """A JSON Schema is malformed, or uses a keyword that cannot be compiled to an exact grammar.
 

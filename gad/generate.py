@@ -11,11 +11,14 @@ compiled for the tokenizer (cached per tokenizer and grammar), the model wrapped
 sampling under the mask, `gad.samplers.gcd`; batches of prompts, top-k / top-p, jump-forward and
 streaming run the same draws through `gad.decoding`), "asap" (grammar-aligned sampling,
 `gad.samplers.asap`) and "smc" (sequential Monte Carlo over AWRS particles, `gad.samplers.smc`).
+`engine` picks whose masks the sampler runs on: gad's own matcher, xgrammar's or llguidance's
+(`gad.engines`).
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import numbers
 import os
 import threading
@@ -28,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Union
 import tqdm
 
 from gad.compiler import CompiledGrammar, GrammarCompiler
+from gad.constraint import ConstraintLike
 from gad.decoding import Decoder, ForcedTokenizer
+from gad.engines import check_engine, constraint_factory
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar
 from gad.lm import HuggingFaceLM, LanguageModel, as_language_model
@@ -51,7 +56,8 @@ __all__ = [
 # The registry of samplers by name (`gad.samplers.SAMPLERS`): gcd, asap, smc, awrs, cars, mcmc.
 SAMPLERS = _REGISTRY
 
-GrammarLike = Union[Grammar, CompiledGrammar, str, "os.PathLike[str]"]
+#: A grammar: a `Grammar`, a `CompiledGrammar`, Lark text, a ``.lark`` path, or a JSON Schema (dict).
+GrammarLike = Union[Grammar, CompiledGrammar, str, "os.PathLike[str]", dict]
 Message = dict[str, str]
 #: One prompt: text, token ids, or a conversation (chat messages).
 PromptLike = Union[str, Sequence[int], Sequence[Message]]
@@ -134,12 +140,16 @@ def _grammar_key(grammar: GrammarLike) -> object:
             return ("file", path, None)
     if isinstance(grammar, str):
         return ("text", grammar)
+    if isinstance(grammar, dict):
+        return ("schema", json.dumps(grammar, sort_keys=True))
     return ("object", grammar)
 
 
 def _load_grammar(grammar: GrammarLike) -> Grammar:
     if isinstance(grammar, Grammar):
         return grammar
+    if isinstance(grammar, dict):  # a JSON Schema
+        return Grammar.from_json_schema(grammar)
     if _is_path(grammar):
         return Grammar.from_file(os.fspath(grammar))  # type: ignore[arg-type]
     if isinstance(grammar, str):
@@ -149,8 +159,8 @@ def _load_grammar(grammar: GrammarLike) -> Grammar:
             return grammars.load(grammar)
         return Grammar.from_lark(grammar)
     raise ConfigurationError(
-        "`grammar` has to be a gad.Grammar, a gad.CompiledGrammar, Lark grammar text or the path "
-        f"of a .lark file, but is {type(grammar).__name__}"
+        "`grammar` has to be a gad.Grammar, a gad.CompiledGrammar, Lark grammar text, the path "
+        f"of a .lark file or a JSON Schema (dict), but is {type(grammar).__name__}"
     )
 
 
@@ -167,8 +177,9 @@ def compile_grammar(
     cached per tokenizer object, so repeated calls cost nothing.
 
     Args:
-        grammar: a `Grammar`, a `CompiledGrammar` (returned as is), Lark text, or the path of a
-            ``.lark`` file (a ``pathlib.Path``, or a one-line str ending in ``.lark``).
+        grammar: a `Grammar`, a `CompiledGrammar` (returned as is), Lark text, the path of a
+            ``.lark`` file (a ``pathlib.Path``, or a one-line str ending in ``.lark``), or a JSON
+            Schema (a dict).
         tokenizer: a transformers tokenizer, or a `TokenizerInfo` (toy vocabularies).
         model: a transformers model or `LanguageModel`, for the vocabulary size and EOS ids.
     """
@@ -344,9 +355,13 @@ def check_arguments(
     top_k: int | None = None,
     top_p: float | None = None,
     jump_forward: bool = False,
+    engine: str = "gad",
 ) -> None:
     """Raise the `ConfigurationError` that `generate` would raise for these arguments (the CLI
     checks them before it spends seconds loading a model). Changes nothing."""
+    check_engine(engine)
+    if jump_forward and engine != "gad":
+        raise ConfigurationError(f"`jump_forward` needs gad's own engine (it reads GrammarMatcher.forced_bytes), not {engine!r}")
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise ConfigurationError(
             f"`sampler` has to be one of {', '.join(repr(s) for s in SAMPLERS)}, but is {sampler!r}"
@@ -395,6 +410,7 @@ def generate(
     chat_template: bool | None = None,
     jump_forward: bool = False,
     progress: bool = False,
+    engine: str = "gad",
 ) -> list[GenerationResult] | list[list[GenerationResult]]:
     """Generate `n` sequences after `prompt` that follow `grammar`.
 
@@ -441,6 +457,10 @@ def generate(
             left to the model, jumped tokens scored by the model in ``logprob_model`` and not
             counted in ``logprob_sampler``).
         progress: show a progress bar (stderr) over the decoding steps.
+        engine: whose token masks the sampler runs on: "gad" (its own matcher), "xgrammar" or
+            "llguidance" (`gad.engines.constraint_factory`; install ``gad[engines]``). Every
+            sampler runs on each; the grammar is then read in that engine's language (see the
+            adapters' docstrings for where it differs from gad's), and `jump_forward` needs gad.
 
     Returns:
         For one prompt, its `n` `GenerationResult`s in order; for a list of prompts (or of
@@ -454,12 +474,18 @@ def generate(
     """
     check_arguments(
         sampler=sampler, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-        greedy=greedy, top_k=top_k, top_p=top_p, jump_forward=jump_forward,
+        greedy=greedy, top_k=top_k, top_p=top_p, jump_forward=jump_forward, engine=engine,
     )  # fmt: skip
     if grammar is None:
         raise ConfigurationError("`grammar` is required")
     lm = as_language_model(model)
-    compiled = compile_grammar(grammar, tokenizer, lm)
+    compiled: ConstraintLike
+    if engine == "gad":
+        compiled = compile_grammar(grammar, tokenizer, lm)
+        info = compiled.tokenizer_info
+    else:
+        compiled = constraint_factory(grammar, tokenizer, engine, model=lm)
+        info = tokenizer_info(tokenizer, lm)
     prompts, batch = _prompts(tokenizer, lm, prompt, messages, chat_template)
     if sampler == "gcd" and (batch or top_k is not None or top_p is not None or jump_forward):
         decoder = _decoder(
@@ -470,13 +496,14 @@ def generate(
             while not decoder.done:
                 decoder.step()
                 bar.update(1)
-        results = [[GenerationResult.from_sample(s, compiled.tokenizer_info) for s in row] for row in decoder.samples]
+        results = [[GenerationResult.from_sample(s, info) for s in row] for row in decoder.samples]
         return results if batch else results[0]
     if batch:
         return [
             generate(  # type: ignore[misc]
-                lm, tokenizer, ids, compiled, sampler=sampler, n=n, max_new_tokens=max_new_tokens,
-                temperature=temperature, greedy=greedy, seed=seed, progress=progress,
+                lm, tokenizer, ids, compiled if engine == "gad" else grammar, sampler=sampler, n=n,
+                max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy, seed=seed,
+                progress=progress, engine=engine,
             )  # fmt: skip
             for ids in prompts
         ]
@@ -499,13 +526,13 @@ def generate(
         samples = chosen.sample(prompt_ids, n, max_new_tokens=max_new_tokens, seed=seed, progress=bar.update)
     finally:
         bar.close()
-    return [GenerationResult.from_sample(s, compiled.tokenizer_info) for s in samples]
+    return [GenerationResult.from_sample(s, info) for s in samples]
 
 
 def _decoder(
     lm: LanguageModel,
     tokenizer: PreTrainedTokenizerBase | TokenizerInfo,
-    compiled: CompiledGrammar,
+    compiled: ConstraintLike,
     prompts: list[list[int]],
     *,
     jump_forward: bool,
@@ -516,7 +543,7 @@ def _decoder(
         encode = None
         if not isinstance(tokenizer, TokenizerInfo) and hasattr(tokenizer, "encode"):
             encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-        jump = ForcedTokenizer(compiled.tokenizer_info, encode)
+        jump = ForcedTokenizer(compiled.tokenizer_info, encode)  # type: ignore[union-attr]  # gad's engine only
     return Decoder(lm, compiled, prompts, jump_forward=jump, **options)
 
 

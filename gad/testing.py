@@ -1,8 +1,9 @@
-"""A contract checker for token masks, shipped so users can check their own grammars too.
+"""A contract checker for token masks, shipped so users can check their own grammars — and any
+engine behind the `gad.constraint.Constraint` protocol — too.
 
-The oracle is deliberately naive: for every token it forks the matcher and feeds that token alone
-(`accept_token`), with no vocabulary trie, caching or precomputation involved. A mask optimisation
-that changes any answer shows up as a disagreement here.
+The oracle is deliberately naive: for every token it forks the constraint and feeds that token
+alone (`accept_token`), with no vocabulary trie, caching or precomputation involved. A mask
+optimisation that changes any answer shows up as a disagreement here.
 """
 
 from __future__ import annotations
@@ -13,14 +14,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gad.constraint import Constraint, next_token_mask
+from gad.errors import ConfigurationError
 from gad.matcher import GrammarMatcher
 
 
-def brute_force_allowed(matcher: GrammarMatcher) -> np.ndarray:
-    """``bool[vocab_size]``: token t is set iff a fork of ``matcher`` accepts t. State unchanged."""
-    vocab_size = matcher.compiled.vocab_size
-    allowed = np.zeros(vocab_size, dtype=np.bool_)
-    for token_id in range(vocab_size):
+def _vocab_size(constraint: Constraint, vocab_size: int | None) -> int:
+    if vocab_size is not None:
+        return int(vocab_size)
+    if isinstance(constraint, GrammarMatcher):
+        return constraint.compiled.vocab_size
+    size = getattr(constraint, "vocab_size", None)
+    if isinstance(size, int):
+        return size
+    raise ConfigurationError(f"give `vocab_size` for a {type(constraint).__name__}")
+
+
+def brute_force_allowed(matcher: Constraint, vocab_size: int | None = None) -> np.ndarray:
+    """``bool[V]``: token t is set iff a fork of ``matcher`` accepts t. State unchanged.
+    `vocab_size` defaults to the constraint's own (``compiled.vocab_size`` or ``vocab_size``)."""
+    size = _vocab_size(matcher, vocab_size)
+    allowed = np.zeros(size, dtype=np.bool_)
+    for token_id in range(size):
         allowed[token_id] = matcher.fork().accept_token(token_id)
     return allowed
 
@@ -40,20 +55,30 @@ class MaskDisagreement:
         )
 
 
-def check_masks(matcher: GrammarMatcher, token_ids: Iterable[int]) -> list[MaskDisagreement]:
+def check_masks(
+    matcher: Constraint,
+    token_ids: Iterable[int],
+    vocab_size: int | None = None,
+    decode: Callable[[Sequence[int]], bytes] | None = None,
+) -> list[MaskDisagreement]:
     """Walk ``token_ids`` from ``matcher``'s state, comparing mask and oracle before every token.
 
-    Returns the disagreements (empty when the masks are exact); stops at the first token the
-    matcher rejects. ``matcher`` itself is not changed.
+    ``matcher`` is a `gad.GrammarMatcher` or any `gad.constraint.Constraint` (give `vocab_size`
+    when it has no ``vocab_size`` attribute, and `decode` — e.g. a factory's — for readable
+    prefixes). Returns the disagreements (empty when the masks are exact); stops at the first
+    token the matcher rejects. ``matcher`` itself is not changed.
     """
+    size = _vocab_size(matcher, vocab_size)
+    if decode is None and isinstance(matcher, GrammarMatcher):
+        decode = matcher.compiled.tokenizer_info.decode_bytes
     walker = matcher.fork()
-    info = matcher.compiled.tokenizer_info
-    prefix = b""
+    accepted: list[int] = []
     problems = []
     for token_id in [*token_ids, None]:
-        mask = walker.next_token_mask().numpy()
-        oracle = brute_force_allowed(walker)
+        mask = next_token_mask(walker, size)
+        oracle = brute_force_allowed(walker, size)
         if not np.array_equal(mask, oracle):
+            prefix = decode(accepted) if decode is not None else repr(accepted).encode()
             problems.append(
                 MaskDisagreement(
                     prefix,
@@ -63,7 +88,7 @@ def check_masks(matcher: GrammarMatcher, token_ids: Iterable[int]) -> list[MaskD
             )
         if token_id is None or not walker.accept_token(token_id):
             break
-        prefix += info.token_bytes[token_id]
+        accepted.append(int(token_id))
     return problems
 
 

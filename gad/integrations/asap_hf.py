@@ -18,10 +18,9 @@ import math
 
 import torch
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import ConstraintLike, next_token_mask
 from gad.errors import ConfigurationError, DeadEndError
 from gad.integrations.rows import OPEN, Row, TrackedProcessor, check_processor_inputs
-from gad.samplers import fit_mask
 from gad.samplers.asap import ExpectedFuturesTrie, TrieNode, TrieStore
 
 __all__ = ["ASApLogitsProcessor"]
@@ -62,8 +61,9 @@ class ASApLogitsProcessor(TrackedProcessor):
     same `max_new_tokens`.
 
     Args:
-        compiled (`gad.CompiledGrammar`):
-            The grammar compiled for the model's tokenizer.
+        compiled (`gad.CompiledGrammar` or `gad.constraint.ConstraintFactory`):
+            The grammar compiled for the model's tokenizer, or another engine's constraints
+            (`gad.engines.constraint_factory`).
         max_new_tokens (`int`):
             N, the length limit of the samples (EOS included); part of each trie's key.
         temperature (`float`, *optional*, defaults to 1.0):
@@ -93,7 +93,7 @@ class ASApLogitsProcessor(TrackedProcessor):
 
     def __init__(
         self,
-        compiled: CompiledGrammar,
+        compiled: ConstraintLike,
         max_new_tokens: int,
         *,
         temperature: float = 1.0,
@@ -104,7 +104,7 @@ class ASApLogitsProcessor(TrackedProcessor):
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigurationError(f"`max_new_tokens` has to be a strictly positive int, but is {max_new_tokens!r}")
         if store is None:
-            store = TrieStore(compiled, temperature)
+            store = TrieStore(self.constraints, temperature)
         elif store.temperature != float(temperature):
             raise ConfigurationError(f"the store was built at temperature {store.temperature}, not {temperature}")
         self.max_new_tokens = max_new_tokens
@@ -127,7 +127,7 @@ class ASApLogitsProcessor(TrackedProcessor):
         for b, row in enumerate(rows):
             where: _TriePosition = row.data  # type: ignore[assignment]
             if row.status == OPEN and where.node is not None and not where.node.expanded:
-                mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
+                mask = torch.from_numpy(next_token_mask(row.matcher, self.constraints.vocab_size, size))  # type: ignore[arg-type]
                 where.trie.expand(where.node, logprobs[b], mask)
         for b, row in enumerate(rows):
             where = row.data  # type: ignore[assignment]
@@ -145,7 +145,7 @@ class ASApLogitsProcessor(TrackedProcessor):
                 ids = torch.from_numpy(node.ids).long()
                 out[b, ids] = torch.log(weights / weights.sum()).to(scores.dtype)
             elif row.status == OPEN:  # the trie cannot follow: the plain mask
-                mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
+                mask = torch.from_numpy(next_token_mask(row.matcher, self.constraints.vocab_size, size))  # type: ignore[arg-type]
                 out[b] = logprobs[b].masked_fill(~mask, -math.inf).to(scores.dtype)
                 if torch.isneginf(out[b]).all():
                     raise DeadEndError(f"row {b}: every token the grammar allows next has score -inf")

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import ConstraintLike, next_token_mask
 from gad.errors import DeadEndError
 from gad.integrations.rows import OPEN, Row, TrackedProcessor, check_processor_inputs
-from gad.samplers import fit_mask
 
 __all__ = ["GrammarLogitsProcessor", "check_processor_inputs"]
 
@@ -57,13 +56,15 @@ class GrammarLogitsProcessor(TrackedProcessor):
     EOS where the text is a sentence that cannot go on — no valid continuation is left, and the
     call raises `DeadEndError` (rather than leaving a row of `-inf`, which sampling turns into NaN
     and greedy search into an arbitrary token). The EOS ids allowed are those of the compiled
-    grammar's `TokenizerInfo`: build it with `eos_token_ids=model.generation_config.eos_token_id`
+    grammar's (or factory's) `TokenizerInfo`: build it with `eos_token_ids=model.generation_config.eos_token_id`
     if the model stops on other ids than the tokenizer's EOS (`gad.compile_grammar` does).
 
     Args:
-        compiled (`gad.CompiledGrammar`):
+        compiled (`gad.CompiledGrammar` or `gad.constraint.ConstraintFactory`):
             The grammar compiled for the model's tokenizer, e.g.
-            `gad.GrammarCompiler(gad.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)).compile(grammar)`.
+            `gad.GrammarCompiler(gad.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)).compile(grammar)`,
+            or another engine's constraints:
+            `gad.engines.constraint_factory(grammar, tokenizer, engine="xgrammar", model=model)`.
 
     Examples:
 
@@ -87,7 +88,7 @@ class GrammarLogitsProcessor(TrackedProcessor):
     ```
     """
 
-    def __init__(self, compiled: CompiledGrammar) -> None:
+    def __init__(self, compiled: ConstraintLike) -> None:
         super().__init__(compiled)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -108,7 +109,7 @@ class GrammarLogitsProcessor(TrackedProcessor):
     def _row_mask(self, row: Row, size: int) -> torch.Tensor:
         if row.mask is None or row.mask.shape[0] != size:
             if row.status == OPEN:
-                row.mask = fit_mask(row.matcher.next_token_mask(), size)  # type: ignore[union-attr]
+                row.mask = torch.from_numpy(next_token_mask(row.matcher, self.constraints.vocab_size, size))  # type: ignore[arg-type]
             else:
                 row.mask = torch.zeros(size, dtype=torch.bool)
                 eos = [e for e in self._eos if e < size]
@@ -119,7 +120,7 @@ class GrammarLogitsProcessor(TrackedProcessor):
         return row.mask
 
     def __repr__(self) -> str:
-        return f"GrammarLogitsProcessor({self.compiled!r})"
+        return f"GrammarLogitsProcessor({self.compiled if self.compiled is not None else self.constraints!r})"
 
 
 def _blocked_message(b: int, row: Row, eos: tuple[int, ...], generated: int) -> str:

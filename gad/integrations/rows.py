@@ -33,9 +33,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import LogitsProcessor
 
-from gad.compiler import CompiledGrammar
+from gad.constraint import Constraint, ConstraintFactory, ConstraintLike, as_constraint_factory
 from gad.errors import ConfigurationError, TokenError
-from gad.matcher import GrammarMatcher
 
 __all__ = ["DEAD", "DONE", "OPEN", "Row", "RowTracker", "check_processor_inputs", "complete_rows"]
 
@@ -53,7 +52,7 @@ class Row:
 
     __slots__ = ("prompt", "matcher", "status", "mask", "data")
 
-    def __init__(self, prompt: int, matcher: GrammarMatcher | None, status: str) -> None:
+    def __init__(self, prompt: int, matcher: Constraint | None, status: str) -> None:
         self.prompt = prompt
         self.matcher = matcher
         self.status = status
@@ -66,16 +65,16 @@ class RowTracker:
     docstring for the rules).
 
     Args:
-        compiled: the grammar every row follows.
+        constraints: the constraint every row follows (each row gets ``constraints()``).
         name: the processor's class name, for messages.
         on_child: called as ``on_child(parent, child, token)`` after a row advanced by a token,
             so the processor can carry its own per-row ``data`` along.
     """
 
     def __init__(
-        self, compiled: CompiledGrammar, name: str, on_child: Callable[[Row, Row, int], None] | None = None
+        self, constraints: ConstraintFactory, name: str, on_child: Callable[[Row, Row, int], None] | None = None
     ) -> None:
-        self.compiled = compiled
+        self.constraints = constraints
         self.name = name
         self._on_child = on_child
         #: The distinct prompt rows of the current generation; `Row.prompt` indexes them.
@@ -163,7 +162,7 @@ class RowTracker:
             if key not in self._prompt_ids:
                 self._prompt_ids[key] = len(self.prompts)
                 self.prompts.append(key)
-                self._rows[(self._prompt_ids[key], ())] = Row(self._prompt_ids[key], GrammarMatcher(self.compiled), OPEN)
+                self._rows[(self._prompt_ids[key], ())] = Row(self._prompt_ids[key], self.constraints(), OPEN)
             self._row_prompt.append(self._prompt_ids[key])
         self.num_generations += 1
         self._keys = [(pid, ()) for pid in self._row_prompt]
@@ -246,15 +245,16 @@ def _as_rows(sequences: torch.Tensor | Sequence[Sequence[int]]) -> list[list[int
 
 
 def complete_rows(
-    compiled: CompiledGrammar, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int
+    constraints: ConstraintLike, sequences: torch.Tensor | Sequence[Sequence[int]], prompt_length: int
 ) -> torch.Tensor:
     """``bool[batch]``: row b is complete iff its tokens after `prompt_length`, up to and including
-    the first EOS id of the compiled grammar, are accepted by a fresh matcher. Padding after that
+    the first EOS id of the constraint, are accepted by a fresh constraint. Padding after that
     EOS is ignored; a row without EOS (cut at ``max_new_tokens``) is incomplete."""
-    eos = set(compiled.tokenizer_info.eos_token_ids)
+    constraints = as_constraint_factory(constraints)
+    eos = set(constraints.eos_token_ids)
     complete = []
     for row in _as_rows(sequences):
-        matcher = GrammarMatcher(compiled)
+        matcher = constraints()
         ok = False
         for token in row[prompt_length:]:
             try:
@@ -287,17 +287,23 @@ def check_processor_inputs(input_ids: torch.Tensor, scores: torch.Tensor) -> Non
 
 
 class TrackedProcessor(LogitsProcessor):
-    """What both logits processors share: the compiled grammar, a `RowTracker` and the state
-    queries and output check built on it. Subclasses implement ``__call__``."""
+    """What both logits processors share: the constraint (a `gad.CompiledGrammar`, or any
+    engine's `gad.constraint.ConstraintFactory`, e.g. from `gad.engines.constraint_factory`), a
+    `RowTracker` and the state queries and output check built on it. Subclasses implement
+    ``__call__``.
+
+    Attributes:
+        constraints: the `ConstraintFactory`.
+        compiled: the `gad.CompiledGrammar` behind it, or None for another engine's.
+    """
 
     supports_continuous_batching = False  # it keeps per-row state between calls
 
-    def __init__(self, compiled: CompiledGrammar, on_child: Callable[[Row, Row, int], None] | None = None) -> None:
-        if not isinstance(compiled, CompiledGrammar):
-            raise ConfigurationError(f"`compiled` has to be a gad.CompiledGrammar, but is {type(compiled).__name__}")
-        self.compiled = compiled
-        self._eos = tuple(compiled.tokenizer_info.eos_token_ids)
-        self._tracker = RowTracker(compiled, type(self).__name__, on_child=on_child)
+    def __init__(self, compiled: ConstraintLike, on_child: Callable[[Row, Row, int], None] | None = None) -> None:
+        self.constraints = as_constraint_factory(compiled)
+        self.compiled = self.constraints.compiled
+        self._eos = tuple(self.constraints.eos_token_ids)
+        self._tracker = RowTracker(self.constraints, type(self).__name__, on_child=on_child)
 
     @property
     def prompt_length(self) -> int | None:
@@ -317,7 +323,7 @@ class TrackedProcessor(LogitsProcessor):
         """``bool[batch]``: which output rows of `generate` reached an EOS that the grammar accepted.
 
         A row is complete iff its generated tokens, up to and including the first EOS id of the
-        compiled grammar, are accepted by a fresh matcher (so its text is a sentence). A row cut at
+        constraint, are accepted by a fresh constraint (so its text is a sentence). A row cut at
         ``max_new_tokens`` is incomplete even if its text happens to be a sentence. Padding after
         the EOS is ignored. This method does not change the processor's state.
 
@@ -328,4 +334,4 @@ class TrackedProcessor(LogitsProcessor):
                 one of that generation's prompt rows (else `ConfigurationError`).
         """
         start = self._tracker.check_sequences(sequences, prompt_length)
-        return complete_rows(self.compiled, sequences, start)
+        return complete_rows(self.constraints, sequences, start)
