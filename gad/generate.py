@@ -366,12 +366,6 @@ def check_arguments(
         raise ConfigurationError(
             f"`sampler` has to be one of {', '.join(repr(s) for s in SAMPLERS)}, but is {sampler!r}"
         )
-    if not SAMPLERS[sampler]:
-        available = ", ".join(repr(s) for s, ok in SAMPLERS.items() if ok)
-        planned = ", ".join(repr(s) for s, ok in SAMPLERS.items() if not ok)
-        raise ConfigurationError(
-            f"sampler {sampler!r} is not implemented yet; available: {available} (planned: {planned})"
-        )
     if isinstance(seed, int) and not isinstance(seed, bool) and seed >= MAX_SEED:
         raise ConfigurationError(f"`seed` has to be None or an int in [0, 2**63), but is {seed}")
     check_sampling_args(n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
@@ -432,9 +426,11 @@ def generate(
             `gad.ASApSampler` directly), or "smc" (sequential Monte Carlo: one run with `n` AWRS
             particles, the `n` results drawn from its weighted particles, so more particles follow
             ``P(w | w ∈ L(G), |w| ≤ max_new_tokens)`` more closely; a particle without a sentence
-            at the limit has weight 0; for the weights, Ẑ and critics use `gad.SMC` directly).
-            "gcd" decodes a batch of prompts together; "asap" and "smc" run one prompt after the
-            other.
+            at the limit has weight 0; for the weights, Ẑ and critics use `gad.SMC` directly), or
+            any other name in `gad.samplers.SAMPLERS` ("awrs", "cars": exact draws by adaptive
+            rejection, "mcmc": Metropolis-Hastings chains with GCD proposals; README "Which
+            sampler?"). "gcd" decodes a batch of prompts together; the others run one prompt
+            after the other.
         n: how many sequences per prompt; they are decoded as one batch.
         max_new_tokens: sequences without EOS after this many tokens are returned with
             ``complete=False, finish_reason="length"``.
