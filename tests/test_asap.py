@@ -212,7 +212,7 @@ def test_max_nodes_bounds_the_trie_and_sampling_still_works() -> None:
 def test_argument_errors() -> None:
     with pytest.raises(ConfigurationError, match="temperature"):
         ASApSampler(UniformLM(3), SKEWED_COMPILED, temperature=0)
-    with pytest.raises(ConfigurationError, match="`n`"):
+    with pytest.raises(ConfigurationError, match="`batch_size`"):
         ASApSampler(UniformLM(3), SKEWED_COMPILED, batch_size=0)
     with pytest.raises(ConfigurationError, match="max_nodes"):
         ASApSampler(UniformLM(3), SKEWED_COMPILED, max_nodes=0)

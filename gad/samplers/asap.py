@@ -78,7 +78,7 @@ from gad.compiler import grammar_fingerprint, tokenizer_fingerprint
 from gad.constraint import Constraint, ConstraintFactory, ConstraintLike, as_constraint_factory
 from gad.errors import ConfigurationError, DeadEndError, GadError
 from gad.lm import LanguageModel
-from gad.samplers.base import Sample, Sampler, check_sampling_args, draw, seed_for, temper
+from gad.samplers.base import Sample, Sampler, check_positive_int, check_sampling_args, draw, seed_for, temper
 from gad.samplers.trie_file import check_trie_file
 from gad.storage import load_arrays, save_arrays
 
@@ -491,7 +491,7 @@ class TrieSampler(Sampler):
         store: TrieStore | None = None,
     ) -> None:
         super().__init__(lm, compiled, temperature=temperature)
-        check_sampling_args(n=batch_size)
+        check_positive_int("batch_size", batch_size)
         if store is None:
             store = TrieStore(self.constraints, temperature, max_nodes)
         elif not isinstance(store, TrieStore):

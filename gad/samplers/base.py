@@ -46,6 +46,7 @@ __all__ = [
     "SAMPLERS",
     "Sample",
     "Sampler",
+    "check_positive_int",
     "check_sampling_args",
     "draw",
     "log_sum",
@@ -93,7 +94,8 @@ class Sample:
         return self.finish_reason == "eos"
 
 
-def _positive_int(name: str, value: object) -> None:
+def check_positive_int(name: str, value: object) -> None:
+    """Raise `ConfigurationError` naming `name` unless `value` is an int ≥ 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"`{name}` has to be a strictly positive int, but is {value!r}")
 
@@ -102,8 +104,8 @@ def check_sampling_args(
     *, n: int = 1, max_new_tokens: int = 1, temperature: float = 1.0, seed: int | None = None
 ) -> None:
     """Raise `ConfigurationError` for a bad `n`, `max_new_tokens`, `temperature` or `seed`."""
-    _positive_int("n", n)
-    _positive_int("max_new_tokens", max_new_tokens)
+    check_positive_int("n", n)
+    check_positive_int("max_new_tokens", max_new_tokens)
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
