@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from gad.samplers.mcmc import MCMCSampler
     from gad.samplers.smc import SMC, SMCResult
     from gad.tokenizer import TokenizerInfo
+    from gad.typed import choice
 
 # name -> the module it comes from, imported on first access.
 _LAZY = {
@@ -56,6 +57,7 @@ _LAZY = {
     "compile_grammar": "gad.generate",
     "generate": "gad.generate",
     "stream": "gad.generate",
+    "choice": "gad.typed",
     "Grammar": "gad.grammar.ir",
     "ASApLogitsProcessor": "gad.integrations.asap_hf",
     "GrammarLogitsProcessor": "gad.integrations.hf",
@@ -125,6 +127,7 @@ __all__ = [
     "GCDSampler",
     "GadError",
     "GenerationResult",
+    "choice",
     "Grammar",
     "GrammarCompiler",
     "GrammarError",

@@ -18,6 +18,7 @@ streaming run the same draws through `gad.decoding`), "asap" (grammar-aligned sa
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import numbers
 import os
@@ -43,6 +44,7 @@ from gad.samplers.asap import ASApSampler
 from gad.samplers.gcd import GCDSampler, check_sampling_args
 from gad.samplers.smc import SMC
 from gad.tokenizer import TokenizerInfo
+from gad.typed import output_schema, parse_value
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -83,6 +85,8 @@ class GenerationResult:
         logprob_sampler: ``Σ_i log q_i(token_ids[i])``, ``q_i`` being the distribution the sampler
             actually drew token i from (after temperature and mask); 0.0 for greedy decoding.
         finish_reason: "eos" or "length" (hit ``max_new_tokens``).
+        value: with ``generate(..., output_type=T)``, the complete text parsed as a T (None when
+            incomplete, or when T's own validators, beyond its JSON Schema, refuse it); else None.
     """
 
     text: str
@@ -91,6 +95,7 @@ class GenerationResult:
     logprob_model: float
     logprob_sampler: float
     finish_reason: FinishReason
+    value: Any = None
 
     @classmethod
     def from_sample(cls, sample: Sample, info: TokenizerInfo) -> GenerationResult:
@@ -103,6 +108,11 @@ class GenerationResult:
             logprob_sampler=sample.logprob_sampler,
             finish_reason=sample.finish_reason,
         )
+
+
+def _with_value(result: GenerationResult, output_type: Any) -> GenerationResult:
+    """`result` with its text parsed as an `output_type` when it is complete."""
+    return dataclasses.replace(result, value=parse_value(result.text, output_type)) if result.complete else result
 
 
 # -- grammar compilation, cached per tokenizer ----------------------------------------------------
@@ -405,6 +415,7 @@ def generate(
     jump_forward: bool = False,
     progress: bool = False,
     engine: str = "gad",
+    output_type: Any = None,
 ) -> list[GenerationResult] | list[list[GenerationResult]]:
     """Generate `n` sequences after `prompt` that follow `grammar`.
 
@@ -457,6 +468,10 @@ def generate(
             "llguidance" (`gad.engines.constraint_factory`; install ``gad[engines]``). Every
             sampler runs on each; the grammar is then read in that engine's language (see the
             adapters' docstrings for where it differs from gad's), and `jump_forward` needs gad.
+        output_type: instead of `grammar`, a type whose JSON values to generate — a pydantic
+            model, a dataclass, a ``TypedDict``, ``Literal[...]``, an ``enum.Enum``,
+            ``list[...]``, ``int``, ``bool``… (its JSON Schema, by pydantic) or a JSON Schema
+            dict; each complete result then carries the parsed value in ``.value``.
 
     Returns:
         For one prompt, its `n` `GenerationResult`s in order; for a list of prompts (or of
@@ -472,8 +487,19 @@ def generate(
         sampler=sampler, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
         greedy=greedy, top_k=top_k, top_p=top_p, jump_forward=jump_forward, engine=engine,
     )  # fmt: skip
+    if output_type is not None:
+        if grammar is not None:
+            raise ConfigurationError("give `grammar` or `output_type`, not both")
+        results = generate(
+            model, tokenizer, prompt, output_schema(output_type), messages=messages, sampler=sampler, n=n,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+            seed=seed, chat_template=chat_template, jump_forward=jump_forward, progress=progress, engine=engine,
+        )  # fmt: skip
+        rows = results if results and isinstance(results[0], list) else [results]
+        typed = [[_with_value(r, output_type) for r in row] for row in rows]  # type: ignore[union-attr]
+        return typed if rows is results else typed[0]
     if grammar is None:
-        raise ConfigurationError("`grammar` is required")
+        raise ConfigurationError("`grammar` (or `output_type`) is required")
     lm = as_language_model(model)
     compiled: ConstraintLike
     if engine == "gad":

@@ -292,3 +292,88 @@ def test_a_shipped_grammar_by_name():
     matcher = gad.GrammarMatcher(compile_grammar("sql", info))
     assert matcher.accept_string("SELECT 'x', 'y'") and matcher.is_accepting()
     assert not gad.GrammarMatcher(compile_grammar("json", info)).accept_string("SELECT")
+
+
+# -- typed output ---------------------------------------------------------------------------------
+
+BYTE_INFO = gad.TokenizerInfo.from_vocab([b"<eos>"] + [bytes([b]) for b in range(32, 127)], eos_token_id=0)
+BYTE_LM = UniformLM(len(BYTE_INFO.token_bytes))
+
+
+def test_output_types_give_parsed_values() -> None:
+    import dataclasses
+    import enum
+    from typing import Literal
+
+    import jsonschema
+    import pydantic
+
+    class Color(enum.Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    class Pet(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")  # additionalProperties: false
+        ok: bool
+        color: Color
+        kind: Literal["cat", "dog"]
+
+    @dataclasses.dataclass
+    class Flag:
+        on: bool
+
+    for output_type in (Pet, Flag, Color, Literal["x", "yz"], bool, list[bool]):
+        schema = pydantic.TypeAdapter(output_type).json_schema()
+        results = gad.generate(BYTE_LM, BYTE_INFO, [], output_type=output_type, n=6, max_new_tokens=300, seed=1)
+        assert sum(r.complete for r in results) >= 4, output_type
+        for r in results:
+            if not r.complete:
+                assert r.value is None
+                continue
+            jsonschema.validate(json.loads(r.text), schema)  # the text is valid JSON of the schema
+            assert pydantic.TypeAdapter(output_type).validate_json(r.text) == r.value  # and parsed as the type
+            expected = {Pet: Pet, Flag: Flag, Color: Color, bool: bool, list[bool]: list}.get(output_type, str)
+            assert isinstance(r.value, expected), (output_type, r.value)
+    # a JSON Schema dict: the value is the parsed JSON
+    (r,) = gad.generate(BYTE_LM, BYTE_INFO, [], output_type={"enum": [1, "two"]}, max_new_tokens=10, seed=0)
+    assert r.complete and r.value in (1, "two") and r.value == json.loads(r.text)
+
+
+def test_output_type_validators_beyond_the_schema_leave_value_none() -> None:
+    import pydantic
+
+    class Never(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        flag: bool
+
+        @pydantic.field_validator("flag")
+        @classmethod
+        def refuse(cls, value: bool) -> bool:
+            raise ValueError("no")
+
+    (r,) = gad.generate(BYTE_LM, BYTE_INFO, [], output_type=Never, max_new_tokens=300, seed=0)
+    assert r.complete and json.loads(r.text)["flag"] in (True, False) and r.value is None
+
+
+def test_choice_is_exactly_its_strings() -> None:
+    options = ["yes", "no", "maybe", "no"]
+    results = gad.generate(BYTE_LM, BYTE_INFO, [], gad.choice(options), n=12, max_new_tokens=10, seed=0)
+    assert all(r.complete and r.text in options for r in results)
+    assert {r.text for r in results} == {"yes", "no", "maybe"}  # each reachable (12 draws, 3 options)
+    matcher = gad.GrammarMatcher(gad.GrammarCompiler(BYTE_INFO).compile(gad.choice(["a.b", "c"])))
+    assert not matcher.fork().accept_string("axb") and matcher.accept_string("a.b") and matcher.is_accepting()
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: gad.generate(BYTE_LM, BYTE_INFO, [], 'start: "a"', output_type=bool), "not both"),
+        (lambda: gad.generate(BYTE_LM, BYTE_INFO, [], output_type=object()), "output_type"),
+        (lambda: gad.choice([]), "non-empty"),
+        (lambda: gad.choice("yes"), "non-empty"),
+        (lambda: gad.choice(["a", 1]), "strings only"),
+    ],
+)
+def test_typed_output_errors(call, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        call()
