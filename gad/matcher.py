@@ -123,11 +123,7 @@ class GrammarMatcher:
         Raises `TokenError` for an id outside ``[0, vocab_size)``.
         """
         info = self._tokenizer
-        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
-            raise TokenError(f"token id must be an int, not {type(token_id).__name__}")
-        token_id = int(token_id)
-        if not 0 <= token_id < info.vocab_size:
-            raise TokenError(f"token id {token_id} is out of range [0, {info.vocab_size})")
+        token_id = checked_token_id(token_id, info.vocab_size)
         if self._terminated:
             return False
         if token_id in info.eos_token_ids:
@@ -157,12 +153,7 @@ class GrammarMatcher:
 
     def rollback(self, num_tokens: int = 1) -> None:
         """Undo the last ``num_tokens`` accepted tokens (EOS counts as one)."""
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-            raise RollbackError(f"`num_tokens` has to be a non-negative int, but is {num_tokens!r}")
-        if num_tokens > self.num_accepted:
-            raise RollbackError(
-                f"cannot roll back {num_tokens} tokens: only {self.num_accepted} have been accepted"
-            )
+        check_rollback(num_tokens, self.num_accepted)
         if num_tokens and self._terminated:
             self._terminated = False
             num_tokens -= 1
@@ -198,11 +189,7 @@ def explain(matcher: GrammarMatcher, token_id: int) -> Explanation:
     Raises `TokenError` for an id outside ``[0, vocab_size)``.
     """
     info = matcher.compiled.tokenizer_info
-    if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
-        raise TokenError(f"token id must be an int, not {type(token_id).__name__}")
-    token_id = int(token_id)
-    if not 0 <= token_id < info.vocab_size:
-        raise TokenError(f"token id {token_id} is out of range [0, {info.vocab_size})")
+    token_id = checked_token_id(token_id, info.vocab_size)
     terminated = matcher.is_terminated()
     bits = np.zeros(bitmask_words(info.vocab_size), dtype=np.uint32) if terminated else matcher._bitmask()
     allowed = bool((int(bits[token_id >> 5]) >> (token_id & 31)) & 1)
@@ -211,3 +198,24 @@ def explain(matcher: GrammarMatcher, token_id: int) -> Explanation:
         special=token_id in info.special_ids, terminated=terminated, allowed=allowed,
         accepting=matcher.is_accepting(),
     )
+
+
+# -- the contract's argument checks, shared by every constraint (gad.engines too) -----------------
+
+
+def checked_token_id(token_id: object, vocab_size: int) -> int:
+    """`token_id` as an int, or `TokenError` if it is not an int in ``[0, vocab_size)``."""
+    if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+        raise TokenError(f"token id must be an int, not {type(token_id).__name__}")
+    token_id = int(token_id)
+    if not 0 <= token_id < vocab_size:
+        raise TokenError(f"token id {token_id} is out of range [0, {vocab_size})")
+    return token_id
+
+
+def check_rollback(num_tokens: object, num_accepted: int) -> None:
+    """`RollbackError` unless `num_tokens` is an int in ``[0, num_accepted]``."""
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+        raise RollbackError(f"`num_tokens` has to be a non-negative int, but is {num_tokens!r}")
+    if num_tokens > num_accepted:
+        raise RollbackError(f"cannot roll back {num_tokens} tokens: only {num_accepted} have been accepted")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection
 
-import numpy as np
 import torch
 
 from gad.bitmask import bitmask_words
-from gad.errors import ConfigurationError, DeadEndError, RollbackError, TokenError
+from gad.errors import ConfigurationError, DeadEndError
+from gad.matcher import check_rollback, checked_token_id
 
 __all__ = ["EngineConstraint"]
 
@@ -69,11 +69,7 @@ class EngineConstraint(abc.ABC):
     def accept_token(self, token_id: int) -> bool:
         """Advance by one token; False, with the state unchanged, if the engine does not allow it
         (always False once terminated). Raises `TokenError` for an id outside ``[0, V)``."""
-        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
-            raise TokenError(f"token id must be an int, not {type(token_id).__name__}")
-        token_id = int(token_id)
-        if not 0 <= token_id < self.vocab_size:
-            raise TokenError(f"token id {token_id} is out of range [0, {self.vocab_size})")
+        token_id = checked_token_id(token_id, self.vocab_size)
         if self._terminated or not self._accept(token_id):
             return False
         self.num_accepted += 1
@@ -111,12 +107,7 @@ class EngineConstraint(abc.ABC):
 
     def rollback(self, num_tokens: int = 1) -> None:
         """Undo the last `num_tokens` accepted tokens (EOS counts as one)."""
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-            raise RollbackError(f"`num_tokens` has to be a non-negative int, but is {num_tokens!r}")
-        if num_tokens > self.num_accepted:
-            raise RollbackError(
-                f"cannot roll back {num_tokens} tokens: only {self.num_accepted} have been accepted"
-            )
+        check_rollback(num_tokens, self.num_accepted)
         if num_tokens:
             self._rollback(num_tokens)
             self.num_accepted -= num_tokens
