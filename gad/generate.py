@@ -44,7 +44,7 @@ from gad.samplers.asap import ASApSampler
 from gad.samplers.gcd import GCDSampler, check_sampling_args
 from gad.samplers.smc import SMC
 from gad.tokenizer import TokenizerInfo
-from gad.typed import output_schema, parse_value
+from gad.typed import typed_output
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -108,11 +108,6 @@ class GenerationResult:
             logprob_sampler=sample.logprob_sampler,
             finish_reason=sample.finish_reason,
         )
-
-
-def _with_value(result: GenerationResult, output_type: Any) -> GenerationResult:
-    """`result` with its text parsed as an `output_type` when it is complete."""
-    return dataclasses.replace(result, value=parse_value(result.text, output_type)) if result.complete else result
 
 
 # -- grammar compilation, cached per tokenizer ----------------------------------------------------
@@ -490,13 +485,15 @@ def generate(
     if output_type is not None:
         if grammar is not None:
             raise ConfigurationError("give `grammar` or `output_type`, not both")
+        schema, parse = typed_output(output_type)
         results = generate(
-            model, tokenizer, prompt, output_schema(output_type), messages=messages, sampler=sampler, n=n,
+            model, tokenizer, prompt, schema, messages=messages, sampler=sampler, n=n,
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
             seed=seed, chat_template=chat_template, jump_forward=jump_forward, progress=progress, engine=engine,
         )  # fmt: skip
         rows = results if results and isinstance(results[0], list) else [results]
-        typed = [[_with_value(r, output_type) for r in row] for row in rows]  # type: ignore[union-attr]
+        typed = [[dataclasses.replace(r, value=parse(r.text)) if r.complete else r for r in row]
+                 for row in rows]  # type: ignore[union-attr]
         return typed if rows is results else typed[0]
     if grammar is None:
         raise ConfigurationError("`grammar` (or `output_type`) is required")

@@ -1,9 +1,9 @@
 """Typed output: a Python type (or a JSON Schema) as the grammar, and the parsed value back.
 
-`output_schema` turns a pydantic model, a dataclass, a ``TypedDict``, ``Literal[...]``, an
+`typed_output` turns a pydantic model, a dataclass, a ``TypedDict``, ``Literal[...]``, an
 ``enum.Enum``, ``list[...]``, ``int``, ``bool`` … into its JSON Schema with pydantic's
-``TypeAdapter``; `parse_value` reads a complete generation back into that type (the grammar is
-sound, so only validators JSON Schema cannot express can refuse it). `choice` is the grammar of a
+``TypeAdapter``, and gives the parser that reads a complete generation back into that type (the
+grammar is sound, so only validators JSON Schema cannot express can refuse it). `choice` is the grammar of a
 fixed set of strings. Pure functions; pydantic is imported only when a Python type is given.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gad.errors import ConfigurationError
 from gad.grammar.ir import Grammar
 
-__all__ = ["choice", "output_schema", "parse_value"]
+__all__ = ["choice", "typed_output"]
 
 
 def _adapter(output_type: Any) -> Any:
@@ -31,29 +31,28 @@ def _adapter(output_type: Any) -> Any:
         raise ConfigurationError(f"`output_type` {output_type!r} has no JSON Schema: {exc}") from None
 
 
-def output_schema(output_type: Any) -> dict | bool:
-    """The JSON Schema of `output_type`: a dict or bool is taken as a schema already; any other
-    type goes through pydantic (``TypeAdapter(output_type).json_schema()``)."""
+def typed_output(output_type: Any) -> tuple[dict | bool, Callable[[str], Any]]:
+    """The JSON Schema of `output_type` and the parser of a complete generation into it.
+
+    A dict or bool is a JSON Schema already, parsed with ``json.loads``; any other type goes
+    through pydantic (``TypeAdapter``, built once): its ``json_schema()``, and ``validate_json``,
+    which gives None when the type's own validators (beyond its JSON Schema) refuse the text.
+    """
     if isinstance(output_type, (dict, bool)):
-        return output_type
+        return output_type, json.loads
+    adapter = _adapter(output_type)
     try:
-        return _adapter(output_type).json_schema()
-    except ConfigurationError:
-        raise
+        schema = adapter.json_schema()
     except Exception as exc:  # e.g. PydanticInvalidForJsonSchema
         raise ConfigurationError(f"`output_type` {output_type!r} has no JSON Schema: {exc}") from None
 
+    def parse(text: str) -> Any:
+        try:
+            return adapter.validate_json(text)
+        except ValueError:  # pydantic.ValidationError is a ValueError
+            return None
 
-def parse_value(text: str, output_type: Any) -> Any:
-    """`text` (a complete generation) as a value of `output_type`: ``json.loads`` for a JSON
-    Schema, pydantic's ``validate_json`` for a Python type. Returns None when the type's own
-    validators (beyond its JSON Schema) refuse the text."""
-    if isinstance(output_type, (dict, bool)):
-        return json.loads(text)
-    try:
-        return _adapter(output_type).validate_json(text)
-    except ValueError:  # pydantic.ValidationError is a ValueError
-        return None
+    return schema, parse
 
 
 def choice(options: Sequence[str]) -> Grammar:

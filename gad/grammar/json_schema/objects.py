@@ -119,12 +119,7 @@ class ObjectRules:
                     if extras:
                         pending.append((i, nxt))
 
-        out: list[tuple[str, ...]] = []
-        if low == 0 and not any(req for _, _, req in members):
-            out.append((self.punct("EMPTY_OBJECT"),))
-        if high is None or high > 0:
-            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
-        return out
+        return self.braced(f"{base}_0_0", empty=low == 0 and not any(req for _, _, req in members), high=high)
 
     def any_order_alternatives(self, members: list[tuple[str, str, bool]], extras: list[tuple[str, str]],
                                low: int, high: int | None, cap: int, ptr: str) -> list[tuple[str, ...]]:
@@ -158,11 +153,16 @@ class ObjectRules:
                 self.rules.append(Rule(name, (*lead, key, value, f"{base}_{written}_{nxt}")))
             if extras:
                 pending.append((written, nxt))
+        return self.braced(f"{base}_0_0", empty=low == 0 and not required, high=high)
+
+    def braced(self, first: str, *, empty: bool, high: int | None) -> list[tuple[str, ...]]:
+        """The object alternatives around the member chain starting at nonterminal `first`: ``{}``
+        when `empty` is allowed, ``{ first }`` unless `high` allows no property."""
         out: list[tuple[str, ...]] = []
-        if low == 0 and not required:
+        if empty:
             out.append((self.punct("EMPTY_OBJECT"),))
         if high is None or high > 0:
-            out.append((self.punct("LBRACE"), f"{base}_0_0", self.punct("RBRACE")))
+            out.append((self.punct("LBRACE"), first, self.punct("RBRACE")))
         return out
 
     def extra_members(self, s: dict, ptr: str, names: list[str], ap: Any) -> list[tuple[str, str]]:
