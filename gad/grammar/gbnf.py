@@ -65,8 +65,7 @@ class _Parser:
     # -- errors ---------------------------------------------------------------------------------
 
     def error(self, message: str, pos: int, cls: type[GrammarError] = GrammarError) -> GrammarError:
-        line = self.text.count("\n", 0, pos) + 1
-        column = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        line, column = self.src.position(pos)
         return cls(message, source=self.src.name, line=line, column=column, text=self.text)
 
     # -- lexical --------------------------------------------------------------------------------

@@ -76,9 +76,11 @@ class SourceText:
             match = re.search(re.escape(needle), self.text)
         if match is None:
             return None, None
-        line = self.text.count("\n", 0, match.start()) + 1
-        column = match.start() - (self.text.rfind("\n", 0, match.start()) + 1) + 1
-        return line, column
+        return self.position(match.start())
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of character `offset` of the text."""
+        return self.text.count("\n", 0, offset) + 1, offset - (self.text.rfind("\n", 0, offset) + 1) + 1
 
     def error(self, cls: type[GrammarError], message: str, needle: str | None = None) -> GrammarError:
         line, column = self.locate(needle) if needle else (None, None)

@@ -262,8 +262,7 @@ def _locate_definition(src: SourceText, name: str, nth: int = 0) -> tuple[int | 
     found = re.finditer(rf"^[ \t]*[?!]?({re.escape(name)})(?:\.-?\d+)?[ \t]*(?:\{{[^}}]*\}}[ \t]*)?:", src.text, re.MULTILINE)
     for k, match in enumerate(found):
         if k == nth:
-            start = match.start(1)
-            return src.text.count("\n", 0, start) + 1, start - (src.text.rfind("\n", 0, start) + 1) + 1
+            return src.position(match.start(1))
     return None, None
 
 
@@ -296,8 +295,7 @@ def _grammar_error(files: _ImportedFiles, exc: LarkError) -> GrammarError:
     if ignored and line is None:
         found = re.search(rf"^[ \t]*%ignore[ \t]+({re.escape(ignored.group(1))})\b", src.text, re.MULTILINE)
         if found:
-            line = src.text.count("\n", 0, found.start(1)) + 1
-            column = found.start(1) - (src.text.rfind("\n", 0, found.start(1)) + 1) + 1
+            line, column = src.position(found.start(1))
     empty = _EMPTY_TERMINAL.search(message)
     if empty and line is None:
         line, column = _locate_definition(src, empty.group(1))
@@ -327,9 +325,7 @@ def _import_of(src: SourceText, name: str) -> tuple[str, int, int] | None:
     for match in _IMPORT.finditer(src.text):
         names = [match.group(2)] if match.group(2) else re.split(r"[\s,]+", match.group(3).strip())
         if name in names:
-            start = match.start(1)
-            line = src.text.count("\n", 0, start) + 1
-            return match.group(1), line, start - (src.text.rfind("\n", 0, start) + 1) + 1
+            return match.group(1), *src.position(match.start(1))
     return None
 
 
