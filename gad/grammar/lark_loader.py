@@ -13,6 +13,7 @@ import os
 import pkgutil
 import re
 import sys
+from collections.abc import Iterator
 
 from lark.exceptions import LarkError, VisitError
 from lark.load_grammar import GrammarBuilder, PackageResource
@@ -142,7 +143,8 @@ def _recursion_error(files: _ImportedFiles, exc: RecursionError) -> GrammarError
             return GrammarError(f"%import cycle: {cycle}", source=importer.name, line=line, column=column,
                                 text=importer.text)  # fmt: skip
     src = chain[-1]
-    depth, line, column = _deepest_nesting(src.text)
+    depth, at = _deepest_nesting(src.text)
+    line, column = src.position(at) if at is not None else (None, None)
     return GrammarError(
         f"the grammar nests ( ) and [ ] {depth} levels deep, more than lark's grammar loader can read "
         f"(Python's recursion limit is {sys.getrecursionlimit()}); name the inner parts as rules",
@@ -150,34 +152,19 @@ def _recursion_error(files: _ImportedFiles, exc: RecursionError) -> GrammarError
     )
 
 
-def _deepest_nesting(text: str) -> tuple[int, int | None, int | None]:
-    """The deepest nesting of ``(``/``[`` outside comments, strings and regexes, and the line and
-    column of the first bracket that reaches it."""
+def _deepest_nesting(text: str) -> tuple[int, int | None]:
+    """The deepest nesting of ``(``/``[`` in the code of `text` (not in comments, strings or
+    regexes), and the offset of the first bracket that reaches it (None when there is none)."""
     depth = deepest = 0
-    where: tuple[int | None, int | None] = (None, None)
-    i, n, line, line_start = 0, len(text), 1, 0
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line, line_start = line + 1, i + 1
-        elif text.startswith("//", i):
-            i = text.find("\n", i)
-            i = n if i < 0 else i
-            continue
-        elif c in "\"/":
-            end = i + 1
-            while end < n and text[end] != c and text[end] != "\n":
-                end += 2 if text[end] == "\\" else 1
-            i = end + 1 if end < n and text[end] == c else end
-            continue
-        elif c in "([":
+    at = None
+    for start, _, code in _lark_segments(text):
+        if code and text[start] in "([":
             depth += 1
             if depth > deepest:
-                deepest, where = depth, (line, i - line_start + 1)
-        elif c in ")]":
+                deepest, at = depth, start
+        elif code and text[start] in ")]":
             depth = max(depth - 1, 0)
-        i += 1
-    return deepest, *where
+    return deepest, at
 
 
 def _display_name(key: object) -> str:
@@ -201,16 +188,10 @@ def _read_source(key: object) -> SourceText | None:
 _EPSILON = "/(?:)/"  # what lark reads for ``""``: a regex whose only match is the empty string
 
 
-def _empty_literals_as_epsilon(text: str) -> str:
-    """``text`` with every empty string literal ``""`` (or ``""i``) written as `_EPSILON`.
-
-    A small scanner that knows lark's comments (``//`` to the end of the line), string literals
-    and ``/regex/`` literals (both with backslash escapes), so a ``""`` inside one of them is left
-    alone; everything else is copied unchanged.
-    """
-    if '""' not in text:
-        return text
-    out: list[str] = []
+def _lark_segments(text: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, code) for each piece of Lark grammar text, in order: a ``//`` comment (to the
+    end of the line), a string or ``/regex/`` literal (with backslash escapes; it ends at its
+    closing quote, or before the end of its line), or one character of code."""
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -221,17 +202,32 @@ def _empty_literals_as_epsilon(text: str) -> str:
             end = i + 1
             while end < n and text[end] != c and text[end] != "\n":
                 end += 2 if text[end] == "\\" else 1
-            end = min(end + 1, n)
-            if text[i:end] == '""':
-                if text.startswith("i", end):
-                    end += 1
-                out.append(_EPSILON)
-                i = end
-                continue
+            end = min(end, n)
+            if end < n and text[end] == c:
+                end += 1
         else:
-            end = i + 1
-        out.append(text[i:end])
+            yield i, i + 1, True
+            i += 1
+            continue
+        yield i, end, False
         i = end
+
+
+def _empty_literals_as_epsilon(text: str) -> str:
+    """``text`` with every empty string literal ``""`` (or ``""i``) written as `_EPSILON`; a
+    ``""`` inside a comment or another literal (`_lark_segments`) is left alone."""
+    if '""' not in text:
+        return text
+    out: list[str] = []
+    skip = 0  # the flag of an empty literal ("" i) is dropped with it
+    for start, end, code in _lark_segments(text):
+        if start < skip:
+            continue
+        if not code and text[start:end] == '""':
+            out.append(_EPSILON)
+            skip = end + 1 if text.startswith("i", end) else end
+        else:
+            out.append(text[start:end])
     return "".join(out)
 
 
