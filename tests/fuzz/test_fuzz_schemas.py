@@ -70,15 +70,19 @@ def keywords(schema: st.SearchStrategy) -> dict[str, st.SearchStrategy]:
     }
 
 
-SCHEMAS = st.deferred(
-    lambda: st.one_of(
+def _schemas() -> st.SearchStrategy:
+    """A schema: a boolean, ``{}``, or up to four keywords with values from `keywords` (built once)."""
+    table = keywords(SCHEMAS)
+    return st.one_of(
         st.booleans(),
         st.just({}),
-        st.lists(st.sampled_from(sorted(keywords(st.nothing()))), max_size=4, unique=True).flatmap(
-            lambda names: st.fixed_dictionaries({n: keywords(SCHEMAS)[n] for n in names})
+        st.lists(st.sampled_from(sorted(table)), max_size=4, unique=True).flatmap(
+            lambda names: st.fixed_dictionaries({n: table[n] for n in names})
         ),
     )
-)
+
+
+SCHEMAS = st.deferred(_schemas)
 
 
 def closing_first(rng: random.Random):
